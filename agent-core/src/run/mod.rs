@@ -1,0 +1,208 @@
+//! The planner loop.
+//!
+//! [`RunState`] is a sans-I/O state machine: given what just happened ([`Input`]) it says
+//! what to do next ([`Action`]): call the model with this request, run these tool calls,
+//! finished, failed. It performs no I/O, owns the history, and serialises, so a run can be
+//! saved between any two steps and resumed elsewhere. [`drive`] is the thin async driver
+//! that carries out its actions with a [`ChatModel`](crate::ChatModel) and a
+//! [`ToolSet`](crate::ToolSet).
+
+mod driver;
+mod state;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::message::{Message, Usage};
+use crate::model::{ResponseFormat, ToolChoice};
+
+pub use driver::{drive, run_tool_calls};
+pub use state::{Action, Input, RunState, STATE_VERSION, ToolInvocation, ToolOutcome};
+
+/// What to do when the turn limit is reached while the model still calls tools.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMaxTurns {
+    /// One last model call with tools disabled asks for the best answer so far.
+    #[default]
+    WrapUp,
+    /// End with [`AgentError::MaxTurns`](crate::AgentError::MaxTurns), carrying the history.
+    Fail,
+}
+
+/// The limits of one run.
+///
+/// ```
+/// use std::time::Duration;
+/// use agent_core::{OnMaxTurns, RunLimits};
+/// let limits = RunLimits {
+///     max_turns: 5,
+///     on_max_turns: OnMaxTurns::Fail,
+///     tool_timeout: Duration::from_secs(10),
+///     ..Default::default()
+/// };
+/// assert_eq!(limits.max_consecutive_tool_failures, 3);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunLimits {
+    /// Model calls that may ask for tools (default 10).
+    pub max_turns: u32,
+    /// What happens when `max_turns` is reached (default: a wrap-up call without tools).
+    pub on_max_turns: OnMaxTurns,
+    /// Failures of the same tool in a row before the run gives up (default 3). Invalid
+    /// arguments, an unknown tool name, a tool error, a panic and a timeout all count; a
+    /// success resets the count.
+    pub max_consecutive_tool_failures: u32,
+    /// How long a tool call may take unless the tool sets its own timeout (default 60 s).
+    #[serde(with = "millis")]
+    pub tool_timeout: Duration,
+    /// How many parallel-safe tool calls run at once (default 8).
+    pub max_parallel_tools: usize,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            max_turns: 10,
+            on_max_turns: OnMaxTurns::WrapUp,
+            max_consecutive_tool_failures: 3,
+            tool_timeout: Duration::from_secs(60),
+            max_parallel_tools: 8,
+        }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Request options an agent applies to every model call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelSettings {
+    /// Whether and which tools the model may call.
+    #[serde(default)]
+    pub tool_choice: ToolChoice,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// The most tokens one answer may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+    /// Sequences that end generation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// The shape of the final answer.
+    #[serde(default)]
+    pub response_format: ResponseFormat,
+    /// Provider-specific request fields.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+}
+
+/// Why a run ended with an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model gave its final answer.
+    Completed,
+    /// The final answer hit the output token limit and may be cut off.
+    OutputLimit,
+    /// The provider filtered the final answer.
+    ContentFilter,
+    /// The turn limit was reached; the answer came from the wrap-up call.
+    MaxTurns,
+}
+
+/// The outcome of a finished run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The run's id.
+    pub run_id: String,
+    /// The final answer.
+    pub text: String,
+    /// Every message this run added: the input, each model turn, each tool result.
+    pub new_messages: Vec<Message>,
+    /// Tokens used in total.
+    pub usage: Usage,
+    /// Tokens used by each model call, in order.
+    pub turn_usage: Vec<Usage>,
+    /// How many model calls were made.
+    pub turns: u32,
+    /// Why the run ended.
+    pub stop_reason: StopReason,
+}
+
+/// What a run had done when it ended without an answer. Its messages keep the history
+/// invariant: every tool call in them is answered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialRun {
+    /// The run's id.
+    pub run_id: String,
+    /// The messages the run added so far.
+    pub new_messages: Vec<Message>,
+    /// Tokens used so far.
+    pub usage: Usage,
+    /// How many model calls were made.
+    pub turns: u32,
+}
+
+/// The caller's side of a run: which session, and a token to cancel it.
+///
+/// ```
+/// use agent_core::RunContext;
+/// let ctx = RunContext::new().with_session("user-42");
+/// let cancel = ctx.cancel.clone(); // fire from anywhere: cancel.cancel()
+/// # drop(cancel);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RunContext {
+    /// The memory session to load and append to; `None` runs without memory.
+    pub session: Option<String>,
+    /// Cancels the run when fired.
+    pub cancel: CancellationToken,
+}
+
+impl RunContext {
+    /// A context with no session and a fresh cancellation token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses this memory session.
+    pub fn with_session(mut self, session: impl Into<String>) -> Self {
+        self.session = Some(session.into());
+        self
+    }
+
+    /// Uses this cancellation token.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+}
+
+/// A fresh, process-unique run id (`run_` and 16 hex digits).
+pub fn new_run_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Mix so that ids from one process do not look sequential.
+    let mixed = (nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    format!("run_{mixed:016x}")
+}

@@ -1,0 +1,607 @@
+//! Tools: what a model can call.
+//!
+//! Three ways to write one: implement [`Tool`] (JSON in, JSON out), implement [`TypedTool`]
+//! (a typed `Args` struct; the schema is derived), or wrap a closure with [`tool_fn`]. A
+//! [`ToolSet`] holds the tools of an agent, checks every call against the tool's schema
+//! before the tool sees it, and runs calls contained: a panic, a hang or a cancellation
+//! becomes a [`ToolError`], never a crash. This module knows no specific tool.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ToolError, ToolErrorKind, ToolSetError};
+use crate::message::ToolCall;
+use crate::model::ToolSpec;
+use crate::schema::{ArgumentValidator, normalize, schema_for};
+
+/// What calling a tool does to the world; tells approval policies and schedulers what is
+/// safe to repeat or run side by side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SideEffect {
+    /// Only reads.
+    ReadOnly,
+    /// Changes the world, but calling twice with the same arguments is the same as once.
+    Idempotent,
+    /// Changes the world.
+    #[default]
+    SideEffecting,
+}
+
+/// How a tool may be scheduled.
+///
+/// The default is the careful one: side-effecting, run one at a time, the run's default
+/// timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ToolMeta {
+    /// What a call does to the world.
+    pub side_effect: SideEffect,
+    /// Whether calls may run concurrently with other parallel-safe calls of the same turn.
+    pub parallel_safe: bool,
+    /// How long one call may take; `None` uses the run's default tool timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl ToolMeta {
+    /// A read-only tool, safe to run in parallel.
+    pub fn read_only() -> Self {
+        ToolMeta {
+            side_effect: SideEffect::ReadOnly,
+            parallel_safe: true,
+            timeout: None,
+        }
+    }
+
+    /// An idempotent tool (not parallel-safe unless said so).
+    pub fn idempotent() -> Self {
+        ToolMeta {
+            side_effect: SideEffect::Idempotent,
+            ..Default::default()
+        }
+    }
+
+    /// A side-effecting tool, run one call at a time.
+    pub fn side_effecting() -> Self {
+        ToolMeta::default()
+    }
+
+    /// Sets whether calls may run concurrently.
+    pub fn parallel(mut self, parallel_safe: bool) -> Self {
+        self.parallel_safe = parallel_safe;
+        self
+    }
+
+    /// Sets a timeout for one call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// What a tool call knows about the run it is part of.
+#[derive(Clone, Debug)]
+pub struct ToolContext {
+    /// The run's id.
+    pub run_id: Arc<str>,
+    /// The name of the agent running the tool.
+    pub agent: Arc<str>,
+    /// The id of this call.
+    pub call_id: String,
+    /// Fired when the run is cancelled or the call timed out; long-running tools should
+    /// watch it and stop.
+    pub cancel: CancellationToken,
+}
+
+impl ToolContext {
+    /// A context outside any run (for calling a tool directly, e.g. in tests).
+    pub fn detached() -> Self {
+        ToolContext {
+            run_id: Arc::from("detached"),
+            agent: Arc::from(""),
+            call_id: String::from("detached"),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// What a tool returns for the model to read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolOutput {
+    /// Text, given to the model as it is.
+    Text(String),
+    /// JSON, given to the model as compact JSON text.
+    Json(Value),
+}
+
+impl ToolOutput {
+    /// The text the model reads.
+    pub fn into_content(self) -> String {
+        match self {
+            ToolOutput::Text(t) => t,
+            ToolOutput::Json(Value::String(s)) => s,
+            ToolOutput::Json(v) => v.to_string(),
+        }
+    }
+}
+
+impl From<String> for ToolOutput {
+    fn from(s: String) -> Self {
+        ToolOutput::Text(s)
+    }
+}
+
+impl From<&str> for ToolOutput {
+    fn from(s: &str) -> Self {
+        ToolOutput::Text(s.to_owned())
+    }
+}
+
+impl From<Value> for ToolOutput {
+    fn from(v: Value) -> Self {
+        ToolOutput::Json(v)
+    }
+}
+
+macro_rules! output_from_number {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ToolOutput {
+            fn from(n: $t) -> Self {
+                ToolOutput::Json(Value::from(n))
+            }
+        }
+    )*};
+}
+output_from_number!(i32, i64, u32, u64, f64, bool);
+
+/// A tool in its dynamic form: JSON arguments in, [`ToolOutput`] out.
+///
+/// Most tools are easier to write as a [`TypedTool`] or with [`tool_fn`]; implement this
+/// directly when the schema is only known at run time (an MCP server's tools, say).
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// The name the model calls it by (1 to 64 of `a-z A-Z 0-9 _ -`).
+    fn name(&self) -> &str;
+
+    /// What it does and when to use it, written for the model.
+    fn description(&self) -> &str;
+
+    /// The JSON Schema of its arguments (an object schema). Called once, when the tool is
+    /// put in a [`ToolSet`].
+    fn parameters(&self) -> Value;
+
+    /// How it may be scheduled.
+    fn meta(&self) -> ToolMeta {
+        ToolMeta::default()
+    }
+
+    /// Runs the tool. `args` has already been checked against [`parameters`](Tool::parameters).
+    async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError>;
+}
+
+/// A tool with typed arguments; the schema is derived from `Args` with schemars.
+///
+/// ```
+/// use agent_core::{async_trait, ToolContext, ToolError, ToolOutput, TypedTool};
+/// use schemars::JsonSchema;
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize, JsonSchema)]
+/// struct WeatherArgs {
+///     /// City name, e.g. "Lyon".
+///     city: String,
+/// }
+///
+/// struct Weather;
+///
+/// #[async_trait]
+/// impl TypedTool for Weather {
+///     type Args = WeatherArgs;
+///     fn name(&self) -> &str { "weather" }
+///     fn description(&self) -> &str { "Current weather in a city." }
+///     async fn call(&self, args: WeatherArgs, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+///         Ok(format!("Sunny in {}", args.city).into())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait TypedTool: Send + Sync + 'static {
+    /// The arguments; their doc comments become the schema's descriptions.
+    type Args: DeserializeOwned + JsonSchema + Send + 'static;
+
+    /// The name the model calls it by.
+    fn name(&self) -> &str;
+
+    /// What it does and when to use it, written for the model.
+    fn description(&self) -> &str;
+
+    /// How it may be scheduled.
+    fn meta(&self) -> ToolMeta {
+        ToolMeta::default()
+    }
+
+    /// Runs the tool.
+    async fn call(&self, args: Self::Args, ctx: &ToolContext) -> Result<ToolOutput, ToolError>;
+}
+
+#[async_trait]
+impl<T: TypedTool> Tool for T {
+    fn name(&self) -> &str {
+        TypedTool::name(self)
+    }
+    fn description(&self) -> &str {
+        TypedTool::description(self)
+    }
+    fn parameters(&self) -> Value {
+        schema_for::<T::Args>()
+    }
+    fn meta(&self) -> ToolMeta {
+        TypedTool::meta(self)
+    }
+    async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+        let args = deserialize_args::<T::Args>(args)?;
+        TypedTool::call(self, args, ctx).await
+    }
+}
+
+fn deserialize_args<A: DeserializeOwned>(args: Value) -> Result<A, ToolError> {
+    serde_json::from_value(args).map_err(|e| ToolError::invalid_arguments(format!("{e}")))
+}
+
+/// A tool made from a closure; see [`tool_fn`].
+pub struct FnTool<A, F> {
+    name: String,
+    description: String,
+    meta: ToolMeta,
+    f: F,
+    _args: PhantomData<fn(A)>,
+}
+
+impl<A, F> FnTool<A, F> {
+    /// Sets how the tool may be scheduled.
+    pub fn with_meta(mut self, meta: ToolMeta) -> Self {
+        self.meta = meta;
+        self
+    }
+
+    /// Marks the tool read-only and parallel-safe.
+    pub fn read_only(self) -> Self {
+        self.with_meta(ToolMeta::read_only())
+    }
+}
+
+impl<A, F> fmt::Debug for FnTool<A, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnTool")
+            .field("name", &self.name)
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes a tool from a name, a description and an async closure over typed arguments.
+///
+/// ```
+/// use agent_core::{tool_fn, ToolError};
+/// use schemars::JsonSchema;
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize, JsonSchema)]
+/// struct Add { a: i64, b: i64 }
+///
+/// let add = tool_fn("add", "Adds two integers.", |args: Add, _ctx| async move {
+///     Ok::<_, ToolError>(args.a + args.b)
+/// })
+/// .read_only();
+/// ```
+pub fn tool_fn<A, F, Fut, O>(
+    name: impl Into<String>,
+    description: impl Into<String>,
+    f: F,
+) -> FnTool<A, F>
+where
+    A: DeserializeOwned + JsonSchema + Send + 'static,
+    F: Fn(A, ToolContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+    O: Into<ToolOutput>,
+{
+    FnTool {
+        name: name.into(),
+        description: description.into(),
+        meta: ToolMeta::default(),
+        f,
+        _args: PhantomData,
+    }
+}
+
+#[async_trait]
+impl<A, F, Fut, O> Tool for FnTool<A, F>
+where
+    A: DeserializeOwned + JsonSchema + Send + 'static,
+    F: Fn(A, ToolContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+    O: Into<ToolOutput>,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn description(&self) -> &str {
+        &self.description
+    }
+    fn parameters(&self) -> Value {
+        schema_for::<A>()
+    }
+    fn meta(&self) -> ToolMeta {
+        self.meta
+    }
+    async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+        let args = deserialize_args::<A>(args)?;
+        (self.f)(args, ctx.clone()).await.map(Into::into)
+    }
+}
+
+struct ToolEntry {
+    tool: Arc<dyn Tool>,
+    meta: ToolMeta,
+    validator: ArgumentValidator,
+}
+
+/// The tools of an agent: unique names, schemas compiled once, calls checked and contained.
+///
+/// ```
+/// use std::sync::Arc;
+/// use agent_core::{tool_fn, Tool, ToolError, ToolSet};
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct NoArgs {}
+/// let ping = tool_fn("ping", "Answers pong.", |_: NoArgs, _| async { Ok::<_, ToolError>("pong") });
+/// let tools = ToolSet::new([Arc::new(ping) as Arc<dyn Tool>]).unwrap();
+/// assert_eq!(tools.names().collect::<Vec<_>>(), ["ping"]);
+/// ```
+#[derive(Clone, Default)]
+pub struct ToolSet {
+    entries: Arc<[ToolEntry]>,
+    index: Arc<HashMap<String, usize>>,
+    specs: Arc<[ToolSpec]>,
+}
+
+impl fmt::Debug for ToolSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl ToolSet {
+    /// Builds a tool set. Fails on a duplicate or invalid name, or a schema that is not a
+    /// valid object schema.
+    pub fn new(tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Result<Self, ToolSetError> {
+        let mut entries = Vec::new();
+        let mut specs = Vec::new();
+        let mut index = HashMap::new();
+        for tool in tools {
+            let name = tool.name().to_owned();
+            if !valid_tool_name(&name) {
+                return Err(ToolSetError::InvalidName(name));
+            }
+            if index.contains_key(&name) {
+                return Err(ToolSetError::DuplicateName(name));
+            }
+            let parameters = normalize(tool.parameters());
+            if parameters.get("type").and_then(Value::as_str) != Some("object") {
+                return Err(ToolSetError::InvalidSchema {
+                    tool: name,
+                    reason: "the top level must be `\"type\": \"object\"`".into(),
+                });
+            }
+            let validator = ArgumentValidator::new(&parameters).map_err(|reason| {
+                ToolSetError::InvalidSchema {
+                    tool: name.clone(),
+                    reason,
+                }
+            })?;
+            index.insert(name.clone(), entries.len());
+            specs.push(ToolSpec {
+                name,
+                description: tool.description().to_owned(),
+                parameters,
+            });
+            entries.push(ToolEntry {
+                meta: tool.meta(),
+                tool,
+                validator,
+            });
+        }
+        Ok(ToolSet {
+            entries: entries.into(),
+            index: Arc::new(index),
+            specs: specs.into(),
+        })
+    }
+
+    /// A set with no tools.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The specs to send to a model, shared (cloning is a reference-count increment).
+    pub fn specs(&self) -> &Arc<[ToolSpec]> {
+        &self.specs
+    }
+
+    /// The tool names, in the order given.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.specs.iter().map(|s| s.name.as_str())
+    }
+
+    /// How many tools there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The tool with this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.index.get(name).map(|&i| &self.entries[i].tool)
+    }
+
+    /// The scheduling metadata of the tool with this name.
+    pub fn meta(&self, name: &str) -> Option<ToolMeta> {
+        self.index.get(name).map(|&i| self.entries[i].meta)
+    }
+
+    /// Checks a model's call before anything runs: the tool exists, the arguments are valid
+    /// JSON, an object, and match the schema. Returns the parsed arguments, or an error whose
+    /// message tells the model exactly what to fix.
+    pub fn check_call(&self, call: &ToolCall) -> Result<Value, ToolError> {
+        let Some(&i) = self.index.get(call.name.as_str()) else {
+            let available = if self.specs.is_empty() {
+                "none".to_owned()
+            } else {
+                self.names().collect::<Vec<_>>().join(", ")
+            };
+            return Err(ToolError::new(
+                ToolErrorKind::NotFound,
+                format!(
+                    "There is no tool named `{}`. Available tools: {available}.",
+                    call.name
+                ),
+            ));
+        };
+        let args = call.parse_arguments().map_err(|e| {
+            ToolError::invalid_arguments(format!(
+                "The arguments for `{}` are not valid JSON ({e}). Send one JSON object that \
+                 matches the tool's parameters.",
+                call.name
+            ))
+        })?;
+        if !args.is_object() {
+            return Err(ToolError::invalid_arguments(format!(
+                "The arguments for `{}` must be a JSON object, not {}.",
+                call.name,
+                json_kind(&args)
+            )));
+        }
+        if let Err(problems) = self.entries[i].validator.validate(&args) {
+            return Err(ToolError::invalid_arguments(format!(
+                "The arguments for `{}` do not match its parameters:\n- {}",
+                call.name,
+                problems.join("\n- ")
+            )));
+        }
+        Ok(args)
+    }
+
+    /// Runs a checked call, contained: the tool runs on its own task, so a panic becomes a
+    /// [`ToolErrorKind::Panicked`] error; it is stopped after its timeout (the tool's own, or
+    /// `default_timeout`) and when `ctx.cancel` fires.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        args: Value,
+        ctx: ToolContext,
+        default_timeout: Duration,
+    ) -> Result<ToolOutput, ToolError> {
+        let Some(&i) = self.index.get(name) else {
+            return Err(ToolError::new(
+                ToolErrorKind::NotFound,
+                format!("There is no tool named `{name}`."),
+            ));
+        };
+        let entry = &self.entries[i];
+        let timeout = entry.meta.timeout.unwrap_or(default_timeout);
+        let tool = Arc::clone(&entry.tool);
+        let cancel = ctx.cancel.clone();
+        let mut task = AbortOnDrop(tokio::spawn(async move { tool.call(args, &ctx).await }));
+        let outcome = tokio::select! {
+            joined = &mut task.0 => joined,
+            _ = tokio::time::sleep(timeout) => {
+                cancel.cancel();
+                return Err(ToolError::new(
+                    ToolErrorKind::Timeout,
+                    format!("`{name}` did not finish within {} and was stopped.", human_duration(timeout)),
+                ));
+            }
+            _ = cancel.cancelled() => {
+                return Err(ToolError::new(
+                    ToolErrorKind::Cancelled,
+                    format!("`{name}` was stopped because the run was cancelled."),
+                ));
+            }
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(join_error) => {
+                let detail = match join_error.try_into_panic() {
+                    Ok(payload) => panic_message(payload.as_ref()),
+                    Err(e) => e.to_string(),
+                };
+                Err(ToolError::new(
+                    ToolErrorKind::Panicked,
+                    format!("`{name}` failed with an internal error."),
+                )
+                .with_detail(format!("tool `{name}` panicked: {detail}")))
+            }
+        }
+    }
+}
+
+/// Aborts the task when dropped, so that a dropped run leaves no tool running behind it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Formats a duration for a message: `30s`, `1.5s`, `200ms`.
+pub(crate) fn human_duration(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn valid_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}

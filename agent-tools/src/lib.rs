@@ -1,0 +1,1 @@
+//! Ready tools that are safe to hand to a model.
