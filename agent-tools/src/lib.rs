@@ -1,1 +1,17 @@
-//! Ready tools that are safe to hand to a model.
+//! # agent-tools
+//!
+//! Ready tools that are safe to hand to a model. A model may call them with arguments an
+//! attacker wrote (prompt injection through a page or a file), so each tool is safe by default
+//! and says exactly what went wrong when it refuses. This crate knows no model backend.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use agent_core::{Tool, ToolSet};
+//! use agent_tools::Calculator;
+//! let tools = ToolSet::new([Arc::new(Calculator::new()) as Arc<dyn Tool>]).unwrap();
+//! assert!(tools.get("calculator").is_some());
+//! ```
+
+pub mod calculator;
+
+pub use calculator::Calculator;
