@@ -370,10 +370,7 @@ impl Parser<'_> {
 
     fn term(&mut self) -> Result<f64, CalcError> {
         let mut value = self.unary()?;
-        loop {
-            let Some(tok) = self.peek().cloned() else {
-                break;
-            };
+        while let Some(tok) = self.peek().cloned() {
             match tok.kind {
                 Kind::Star => {
                     self.pos += 1;

@@ -1,0 +1,622 @@
+//! The planner loop: scheduling of tool calls, limits, the history invariant, and pausing a
+//! run as serialised state.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use agent_core::prelude::*;
+use agent_core::{
+    Action, AgentError, ChatResponse, InMemoryMemory, Input, Memory, Message, OnMaxTurns,
+    StopReason, ToolCall, ToolChoice, ToolSet, run::run_tool_calls,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct Sleep {
+    ms: u64,
+    label: String,
+}
+
+/// A tool that sleeps, tracks how many of its calls overlap, and returns its label.
+fn sleeper(
+    name: &str,
+    meta: ToolMeta,
+    in_flight: Arc<AtomicUsize>,
+    max_seen: Arc<AtomicUsize>,
+) -> Arc<dyn Tool> {
+    Arc::new(
+        tool_fn(
+            name,
+            "Sleeps, then echoes its label.",
+            move |a: Sleep, _| {
+                let in_flight = in_flight.clone();
+                let max_seen = max_seen.clone();
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    max_seen.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(a.ms)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, ToolError>(a.label)
+                }
+            },
+        )
+        .with_meta(meta),
+    )
+}
+
+struct Counters {
+    in_flight: Arc<AtomicUsize>,
+    max_seen: Arc<AtomicUsize>,
+}
+
+fn counters() -> Counters {
+    Counters {
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        max_seen: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+fn two_calls(tool: &str) -> ScriptedModel {
+    ScriptedModel::new()
+        .then_tool_calls([
+            (tool, json!({"ms": 200, "label": "first"})),
+            (tool, json!({"ms": 200, "label": "second"})),
+        ])
+        .then_text("done")
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_parallel_safe_tools_finish_together_in_under_300ms() {
+    let c = counters();
+    let agent = LlmAgent::builder(Arc::new(two_calls("read")))
+        .tools([sleeper(
+            "read",
+            ToolMeta::read_only(),
+            c.in_flight,
+            c.max_seen.clone(),
+        )])
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    agent.ask("go").await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(300), "{elapsed:?}");
+    assert_eq!(c.max_seen.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_side_effecting_tools_run_one_after_the_other() {
+    let c = counters();
+    let agent = LlmAgent::builder(Arc::new(two_calls("write")))
+        .tools([sleeper(
+            "write",
+            ToolMeta::side_effecting(),
+            c.in_flight,
+            c.max_seen.clone(),
+        )])
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    agent.ask("go").await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(c.max_seen.load(Ordering::SeqCst), 1);
+}
+
+/// The same property on the real clock, with a generous bound: sequential runs would take
+/// at least 400 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_safe_tools_overlap_on_the_real_clock() {
+    let c = counters();
+    let agent = LlmAgent::builder(Arc::new(two_calls("read")))
+        .tools([sleeper(
+            "read",
+            ToolMeta::read_only(),
+            c.in_flight,
+            c.max_seen.clone(),
+        )])
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    agent.ask("go").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(390),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(c.max_seen.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_come_back_in_call_order() {
+    let c = counters();
+    let model = ScriptedModel::new()
+        .then_tool_calls([
+            ("read", json!({"ms": 300, "label": "slow"})),
+            ("read", json!({"ms": 10, "label": "fast"})),
+            ("write", json!({"ms": 50, "label": "write"})),
+            ("read", json!({"ms": 100, "label": "after-write"})),
+            ("read", json!({"ms": 1, "label": "last"})),
+        ])
+        .then_text("done");
+    let agent = LlmAgent::builder(Arc::new(model))
+        .tools([
+            sleeper(
+                "read",
+                ToolMeta::read_only(),
+                c.in_flight.clone(),
+                c.max_seen.clone(),
+            ),
+            sleeper("write", ToolMeta::side_effecting(), c.in_flight, c.max_seen),
+        ])
+        .build()
+        .unwrap();
+    let result = agent.ask("go").await.unwrap();
+    let labels: Vec<String> = result
+        .new_messages
+        .iter()
+        .filter_map(Message::as_tool_result)
+        .map(|r| r.content.clone())
+        .collect();
+    assert_eq!(labels, ["slow", "fast", "write", "after-write", "last"]);
+    let call_ids: Vec<&str> = result.new_messages[1]
+        .as_assistant()
+        .unwrap()
+        .tool_calls
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    let result_ids: Vec<&str> = result.new_messages[2..7]
+        .iter()
+        .map(|m| m.as_tool_result().unwrap().call_id.as_str())
+        .collect();
+    assert_eq!(call_ids, result_ids);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_side_effecting_call_waits_for_the_parallel_calls_before_it() {
+    // read(300) ∥ read(10), then write: the write must start after both reads.
+    let c = counters();
+    let tools = ToolSet::new([
+        sleeper(
+            "read",
+            ToolMeta::read_only(),
+            c.in_flight.clone(),
+            c.max_seen.clone(),
+        ),
+        sleeper(
+            "write",
+            ToolMeta::side_effecting(),
+            c.in_flight,
+            c.max_seen.clone(),
+        ),
+    ])
+    .unwrap();
+    let invocations = vec![
+        agent_core::ToolInvocation {
+            call_id: "a".into(),
+            name: "read".into(),
+            args: json!({"ms": 300, "label": "a"}),
+        },
+        agent_core::ToolInvocation {
+            call_id: "b".into(),
+            name: "read".into(),
+            args: json!({"ms": 10, "label": "b"}),
+        },
+        agent_core::ToolInvocation {
+            call_id: "c".into(),
+            name: "write".into(),
+            args: json!({"ms": 100, "label": "c"}),
+        },
+    ];
+    let started = tokio::time::Instant::now();
+    let outcomes = run_tool_calls(
+        &tools,
+        invocations,
+        &RunLimits::default(),
+        &Arc::from("run"),
+        &Arc::from("agent"),
+        &agent_core::CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(started.elapsed(), Duration::from_millis(400));
+    assert_eq!(c.max_seen.load(Ordering::SeqCst), 2);
+    let ids: Vec<&str> = outcomes.iter().map(|o| o.call_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+}
+
+fn looping_model(turns: usize) -> ScriptedModel {
+    let mut model = ScriptedModel::new();
+    for i in 0..turns {
+        model = model.then_tool_call("calculator", json!({"expression": format!("{i}+1")}));
+    }
+    model
+}
+
+#[tokio::test]
+async fn at_max_turns_a_last_call_without_tools_gives_the_best_answer() {
+    let model = Arc::new(looping_model(2).then_reply(|req| {
+        assert_eq!(req.tool_choice, ToolChoice::None);
+        let last = req.messages.last().unwrap();
+        assert!(last.text().contains("limit"), "{}", last.text());
+        Ok(ChatResponse::text("best so far: 2"))
+    }));
+    let agent = LlmAgent::builder(model.clone())
+        .tool(agent_tools::Calculator::new())
+        .max_turns(2)
+        .build()
+        .unwrap();
+    let result = agent.ask("loop").await.unwrap();
+    model.assert_complete();
+    assert_eq!(result.text, "best so far: 2");
+    assert_eq!(result.stop_reason, StopReason::MaxTurns);
+    assert_eq!(result.turns, 3);
+    // The wrap-up prompt went to the model but is not part of the history.
+    assert!(
+        !result
+            .new_messages
+            .iter()
+            .any(|m| m.text().contains("limit of tool-using turns"))
+    );
+    agent_core::check_history(&result.new_messages).unwrap();
+}
+
+#[tokio::test]
+async fn tool_calls_in_the_wrap_up_answer_are_dropped() {
+    let model = Arc::new(looping_model(2));
+    let agent = LlmAgent::builder(model.clone())
+        .tool(agent_tools::Calculator::new())
+        .max_turns(1)
+        .build()
+        .unwrap();
+    let result = agent.ask("loop").await.unwrap();
+    model.assert_complete();
+    assert_eq!(result.stop_reason, StopReason::MaxTurns);
+    let last = result.new_messages.last().unwrap().as_assistant().unwrap();
+    assert!(last.tool_calls.is_empty());
+    agent_core::check_history(&result.new_messages).unwrap();
+}
+
+#[tokio::test]
+async fn at_max_turns_the_run_can_fail_with_the_history_instead() {
+    let model = Arc::new(looping_model(2));
+    let agent = LlmAgent::builder(model.clone())
+        .tool(agent_tools::Calculator::new())
+        .limits(RunLimits {
+            max_turns: 2,
+            on_max_turns: OnMaxTurns::Fail,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let err = agent.ask("loop").await.unwrap_err();
+    let AgentError::MaxTurns {
+        max_turns: 2,
+        partial,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(partial.turns, 2);
+    assert_eq!(partial.new_messages.len(), 5);
+    model.assert_complete();
+}
+
+#[tokio::test]
+async fn a_history_with_an_unanswered_call_is_never_sent() {
+    let memory = Arc::new(InMemoryMemory::new());
+    memory
+        .append(
+            "s",
+            &[
+                Message::user("earlier"),
+                Message::Assistant(agent_core::AssistantMessage::with_tool_calls(
+                    "",
+                    vec![ToolCall::raw("c1", "calculator", "{}")],
+                )),
+            ],
+        )
+        .await
+        .unwrap();
+    let model = Arc::new(ScriptedModel::new().then_text("never"));
+    let agent = LlmAgent::builder(model.clone())
+        .memory(memory)
+        .build()
+        .unwrap();
+    let err = agent
+        .run("now", &RunContext::new().with_session("s"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AgentError::History(agent_core::HistoryError::UnansweredCall { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(model.requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_scripted_model_records_every_request() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_call("calculator", json!({"expression": "6*7"}))
+            .then_text("42"),
+    );
+    let agent = LlmAgent::builder(model.clone())
+        .instructions("Be exact.")
+        .tool(agent_tools::Calculator::new())
+        .temperature(0.0)
+        .build()
+        .unwrap();
+    agent.ask("six times seven?").await.unwrap();
+    let requests = model.requests();
+    assert_eq!(requests.len(), 2);
+    let first = &requests[0];
+    assert_eq!(
+        first.messages,
+        vec![
+            Message::system("Be exact."),
+            Message::user("six times seven?")
+        ]
+    );
+    assert_eq!(first.tools.len(), 1);
+    assert_eq!(first.tools[0].name, "calculator");
+    assert_eq!(first.tools[0].parameters["required"], json!(["expression"]));
+    assert_eq!(first.temperature, Some(0.0));
+    let second = &requests[1];
+    assert_eq!(second.messages.len(), 4);
+    assert_eq!(second.last_tool_results().next().unwrap().content, "42");
+}
+
+#[tokio::test]
+async fn memory_carries_a_session_across_runs() {
+    let memory = Arc::new(InMemoryMemory::new());
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_text("Hi Ada.")
+            .then_text("Your name is Ada."),
+    );
+    let agent = LlmAgent::builder(model.clone())
+        .memory(memory.clone())
+        .build()
+        .unwrap();
+    let ctx = RunContext::new().with_session("ada");
+    agent.run("I am Ada.", &ctx).await.unwrap();
+    agent.run("Who am I?", &ctx).await.unwrap();
+    let second = &model.requests()[1];
+    assert_eq!(second.messages.len(), 3);
+    assert_eq!(second.messages[0].text(), "I am Ada.");
+    assert_eq!(memory.load("ada").await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_sliding_window_limits_what_is_sent() {
+    let memory = Arc::new(InMemoryMemory::new());
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_text("1")
+            .then_text("2")
+            .then_text("3"),
+    );
+    let agent = LlmAgent::builder(model.clone())
+        .memory(memory)
+        .context_policy(agent_core::SlidingWindow::new(2))
+        .build()
+        .unwrap();
+    let ctx = RunContext::new().with_session("s");
+    for q in ["a", "b", "c"] {
+        agent.run(q, &ctx).await.unwrap();
+    }
+    let third = &model.requests()[2];
+    let texts: Vec<String> = third.messages.iter().map(Message::text).collect();
+    assert_eq!(texts, ["b", "2", "c"]);
+}
+
+fn resume_script() -> ScriptedModel {
+    ScriptedModel::new()
+        .then_tool_calls([
+            ("calculator", json!({"expression": "2+3"})),
+            ("calculator", json!({"expression": "4*5"})),
+        ])
+        .then_tool_call("calculator", json!({"expression": "5+20"}))
+        .then_reply(|req| {
+            let r: Vec<String> = req.last_tool_results().map(|r| r.content.clone()).collect();
+            Ok(ChatResponse::text(format!("total {}", r.join(","))))
+        })
+}
+
+fn calculator_set() -> ToolSet {
+    ToolSet::new([Arc::new(agent_tools::Calculator::new()) as Arc<dyn Tool>]).unwrap()
+}
+
+#[tokio::test]
+async fn a_run_serialised_mid_way_resumes_to_the_same_result() {
+    let tools = calculator_set();
+    let new_state = || {
+        agent_core::RunState::new(
+            "run_fixed",
+            vec![Message::system("sys")],
+            vec![Message::user("compute")],
+            Default::default(),
+            RunLimits::default(),
+        )
+    };
+
+    // Uninterrupted.
+    let model = resume_script();
+    let mut state = new_state();
+    let expected = agent_core::drive(&mut state, &model, &tools, "a", &Default::default())
+        .await
+        .unwrap();
+
+    // Paused after the first model answer, with tool calls pending; saved as JSON.
+    let model = resume_script();
+    let mut state = new_state();
+    let Action::CallModel(request) = state.step(&tools, Input::Resume) else {
+        panic!()
+    };
+    let response = model.chat(&request).await.unwrap();
+    let Action::RunTools(pending) = state.step(&tools, Input::ModelResponse(response)) else {
+        panic!()
+    };
+    assert_eq!(pending.len(), 2);
+    let saved = serde_json::to_string(&state).unwrap();
+    assert!(saved.contains("\"version\":1"), "{saved}");
+    drop(state);
+
+    let mut restored: agent_core::RunState = serde_json::from_str(&saved).unwrap();
+    let Action::RunTools(again) = restored.step(&tools, Input::Resume) else {
+        panic!()
+    };
+    assert_eq!(again, pending);
+    let resumed = agent_core::drive(&mut restored, &model, &tools, "a", &Default::default())
+        .await
+        .unwrap();
+    model.assert_complete();
+    assert_eq!(resumed, expected);
+    assert_eq!(resumed.text, "total 25");
+}
+
+#[tokio::test]
+async fn a_state_of_another_format_version_is_refused() {
+    let state = agent_core::RunState::new(
+        "r",
+        vec![],
+        vec![Message::user("x")],
+        Default::default(),
+        RunLimits::default(),
+    );
+    let mut json = serde_json::to_value(&state).unwrap();
+    json["version"] = json!(99);
+    let mut state: agent_core::RunState = serde_json::from_value(json).unwrap();
+    let action = state.step(&ToolSet::empty(), Input::Resume);
+    assert!(matches!(action, Action::Failed(AgentError::InvalidState(m)) if m.contains("99")));
+}
+
+#[tokio::test]
+async fn cancelling_during_a_slow_tool_returns_promptly_with_every_call_answered() {
+    let slow = tool_fn(
+        "slow",
+        "Takes ten seconds.",
+        |_: Sleep, ctx: ToolContext| async move {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(10)) => Ok::<_, ToolError>("finished"),
+                _ = ctx.cancel.cancelled() => Err(ToolError::failed("stopped")),
+            }
+        },
+    )
+    .read_only();
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_calls([
+                ("slow", json!({"ms": 0, "label": "a"})),
+                ("calculator", json!({"expression": "1+1"})),
+            ])
+            .then_text("never"),
+    );
+    let agent = LlmAgent::builder(model)
+        .tool(slow)
+        .tool(agent_tools::Calculator::new())
+        .build()
+        .unwrap();
+    let ctx = RunContext::new();
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cancel.cancel();
+    });
+    let started = std::time::Instant::now();
+    let err = agent.run("go", &ctx).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let AgentError::Cancelled { partial } = &err else {
+        panic!("{err:?}")
+    };
+    agent_core::check_history(&partial.new_messages).unwrap();
+    let results: Vec<_> = partial
+        .new_messages
+        .iter()
+        .filter_map(Message::as_tool_result)
+        .collect();
+    assert_eq!(results.len(), 2);
+    assert!(results[0].is_error);
+    assert_eq!(results[1].content, "2");
+}
+
+#[tokio::test]
+async fn duplicate_tool_names_are_rejected_when_the_agent_is_built() {
+    let err = LlmAgent::builder(Arc::new(ScriptedModel::new()))
+        .tool(agent_tools::Calculator::new())
+        .tool(agent_tools::Calculator::new())
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        agent_core::ToolSetError::DuplicateName("calculator".into())
+    );
+}
+
+#[tokio::test]
+async fn an_agent_can_be_another_agents_tool() {
+    let inner = LlmAgent::builder(Arc::new(ScriptedModel::new().then_text("inner answer")))
+        .name("researcher")
+        .description("Finds things out.")
+        .build()
+        .unwrap();
+    let outer_model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_call("researcher", json!({"input": "find it"}))
+            .then_reply(|req| {
+                Ok(ChatResponse::text(
+                    req.last_tool_results().next().unwrap().content.clone(),
+                ))
+            }),
+    );
+    let outer = LlmAgent::builder(outer_model)
+        .tool(agent_core::AgentTool::new(Arc::new(inner)))
+        .build()
+        .unwrap();
+    assert_eq!(outer.ask("delegate").await.unwrap().text, "inner answer");
+}
+
+#[tokio::test]
+async fn usage_is_kept_per_turn_and_in_total() {
+    let model = ScriptedModel::new()
+        .then_response(ChatResponse {
+            usage: agent_core::Usage {
+                input_tokens: 100,
+                output_tokens: 10,
+                cached_input_tokens: 40,
+                reasoning_tokens: 0,
+            },
+            ..ChatResponse::tool_calls(vec![ToolCall::new(
+                "c",
+                "calculator",
+                &json!({"expression": "1"}),
+            )])
+        })
+        .then_response(ChatResponse {
+            usage: agent_core::Usage {
+                input_tokens: 120,
+                output_tokens: 5,
+                cached_input_tokens: 100,
+                reasoning_tokens: 2,
+            },
+            ..ChatResponse::text("1")
+        });
+    let agent = LlmAgent::builder(Arc::new(model))
+        .tool(agent_tools::Calculator::new())
+        .build()
+        .unwrap();
+    let result = agent.ask("one").await.unwrap();
+    assert_eq!(result.turn_usage.len(), 2);
+    assert_eq!(result.usage.input_tokens, 220);
+    assert_eq!(result.usage.cached_input_tokens, 140);
+    assert_eq!(result.usage.total_tokens(), 235);
+}
