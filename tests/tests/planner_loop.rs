@@ -8,7 +8,7 @@ use std::time::Duration;
 use agent_core::prelude::*;
 use agent_core::{
     Action, AgentError, ChatResponse, InMemoryMemory, Input, Memory, Message, OnMaxTurns,
-    StopReason, ToolCall, ToolChoice, ToolSet, run::run_tool_calls,
+    StopReason, ToolCall, ToolChoice, ToolSet, run::ToolRunner,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -211,15 +211,14 @@ async fn a_side_effecting_call_waits_for_the_parallel_calls_before_it() {
         },
     ];
     let started = tokio::time::Instant::now();
-    let outcomes = run_tool_calls(
-        &tools,
-        invocations,
-        &RunLimits::default(),
-        &Arc::from("run"),
-        &Arc::from("agent"),
-        &agent_core::CancellationToken::new(),
-    )
-    .await;
+    let runner = ToolRunner {
+        tools: &tools,
+        limits: &RunLimits::default(),
+        run_id: &Arc::from("run"),
+        agent: &Arc::from("agent"),
+        cancel: &agent_core::CancellationToken::new(),
+    };
+    let outcomes = runner.run(invocations).await;
     assert_eq!(started.elapsed(), Duration::from_millis(400));
     assert_eq!(c.max_seen.load(Ordering::SeqCst), 2);
     let ids: Vec<&str> = outcomes.iter().map(|o| o.call_id.as_str()).collect();

@@ -1,6 +1,7 @@
 //! The async driver: carries out the state machine's actions. All I/O of a run happens
 //! here, and nothing else: every decision is the state machine's.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -25,8 +26,8 @@ pub async fn drive(
     cancel: &CancellationToken,
 ) -> Result<RunResult, AgentError> {
     let limits = state.limits().clone();
-    let run_id: std::sync::Arc<str> = std::sync::Arc::from(state.run_id());
-    let agent: std::sync::Arc<str> = std::sync::Arc::from(agent);
+    let run_id: Arc<str> = Arc::from(state.run_id());
+    let agent: Arc<str> = Arc::from(agent);
     let mut input = Input::Resume;
     loop {
         let action = state.step(tools, input);
@@ -71,8 +72,14 @@ pub async fn drive(
                 }
             }
             Action::RunTools(invocations) => {
-                let outcomes =
-                    run_tool_calls(tools, invocations, &limits, &run_id, &agent, cancel).await;
+                let runner = ToolRunner {
+                    tools,
+                    limits: &limits,
+                    run_id: &run_id,
+                    agent: &agent,
+                    cancel,
+                };
+                let outcomes = runner.run(invocations).await;
                 if cancel.is_cancelled() {
                     // Record what finished, then end: nothing is lost, nothing unanswered.
                     let _ = state.step(tools, Input::ToolResults(outcomes));
@@ -84,130 +91,108 @@ pub async fn drive(
     }
 }
 
-/// Runs one turn's tool calls and returns their outcomes in call order.
-///
-/// Consecutive parallel-safe calls run concurrently (at most `limits.max_parallel_tools` at
-/// once); any other call runs alone, after the calls before it and before the calls after
-/// it, so side effects happen in the order the model asked for them.
-pub async fn run_tool_calls(
-    tools: &ToolSet,
-    invocations: Vec<ToolInvocation>,
-    limits: &RunLimits,
-    run_id: &std::sync::Arc<str>,
-    agent: &std::sync::Arc<str>,
-    cancel: &CancellationToken,
-) -> Vec<ToolOutcome> {
-    let mut outcomes = Vec::with_capacity(invocations.len());
-    let mut batch: Vec<ToolInvocation> = Vec::new();
-    for invocation in invocations {
-        let parallel = tools
-            .meta(&invocation.name)
-            .is_some_and(|m| m.parallel_safe);
-        if parallel {
-            batch.push(invocation);
-            continue;
-        }
-        flush_batch(
-            tools,
-            &mut batch,
-            limits,
-            run_id,
-            agent,
-            cancel,
-            &mut outcomes,
-        )
-        .await;
-        outcomes.push(run_one(tools, invocation, limits, run_id, agent, cancel).await);
-    }
-    flush_batch(
-        tools,
-        &mut batch,
-        limits,
-        run_id,
-        agent,
-        cancel,
-        &mut outcomes,
-    )
-    .await;
-    outcomes
+/// Runs the tool calls of one turn for a run: the tools, the limits, and the run's
+/// identity and cancellation token that every call's [`ToolContext`] is made from.
+#[derive(Clone, Copy, Debug)]
+pub struct ToolRunner<'a> {
+    /// The tools.
+    pub tools: &'a ToolSet,
+    /// Timeout and parallelism limits.
+    pub limits: &'a RunLimits,
+    /// The run's id, given to each call.
+    pub run_id: &'a Arc<str>,
+    /// The agent's name, given to each call.
+    pub agent: &'a Arc<str>,
+    /// The run's cancellation token; each call gets a child of it.
+    pub cancel: &'a CancellationToken,
 }
 
-async fn flush_batch(
-    tools: &ToolSet,
-    batch: &mut Vec<ToolInvocation>,
-    limits: &RunLimits,
-    run_id: &std::sync::Arc<str>,
-    agent: &std::sync::Arc<str>,
-    cancel: &CancellationToken,
-    outcomes: &mut Vec<ToolOutcome>,
-) {
-    match batch.len() {
-        0 => {}
-        1 => {
-            if let Some(invocation) = batch.pop() {
-                outcomes.push(run_one(tools, invocation, limits, run_id, agent, cancel).await);
+impl ToolRunner<'_> {
+    /// Runs one turn's tool calls and returns their outcomes in call order.
+    ///
+    /// Consecutive parallel-safe calls run concurrently (at most `limits.max_parallel_tools`
+    /// at once); any other call runs alone, after the calls before it and before the calls
+    /// after it, so side effects happen in the order the model asked for them.
+    pub async fn run(&self, invocations: Vec<ToolInvocation>) -> Vec<ToolOutcome> {
+        let mut outcomes = Vec::with_capacity(invocations.len());
+        let mut batch: Vec<ToolInvocation> = Vec::new();
+        for invocation in invocations {
+            let parallel = self
+                .tools
+                .meta(&invocation.name)
+                .is_some_and(|m| m.parallel_safe);
+            if parallel {
+                batch.push(invocation);
+                continue;
             }
+            self.run_batch(&mut batch, &mut outcomes).await;
+            outcomes.push(self.run_one(invocation).await);
         }
-        _ => {
-            let done: Vec<ToolOutcome> = futures::stream::iter(batch.drain(..))
-                .map(|inv| run_one(tools, inv, limits, run_id, agent, cancel))
-                .buffered(limits.max_parallel_tools.max(1))
-                .collect()
-                .await;
-            outcomes.extend(done);
-        }
+        self.run_batch(&mut batch, &mut outcomes).await;
+        outcomes
     }
-}
 
-async fn run_one(
-    tools: &ToolSet,
-    invocation: ToolInvocation,
-    limits: &RunLimits,
-    run_id: &std::sync::Arc<str>,
-    agent: &std::sync::Arc<str>,
-    cancel: &CancellationToken,
-) -> ToolOutcome {
-    let ToolInvocation {
-        call_id,
-        name,
-        args,
-    } = invocation;
-    if cancel.is_cancelled() {
-        return ToolOutcome {
+    /// Runs the parallel-safe calls collected so far, concurrently, in order.
+    async fn run_batch(&self, batch: &mut Vec<ToolInvocation>, outcomes: &mut Vec<ToolOutcome>) {
+        if batch.len() <= 1 {
+            if let Some(invocation) = batch.pop() {
+                outcomes.push(self.run_one(invocation).await);
+            }
+            return;
+        }
+        let done: Vec<ToolOutcome> = futures::stream::iter(batch.drain(..))
+            .map(|invocation| self.run_one(invocation))
+            .buffered(self.limits.max_parallel_tools.max(1))
+            .collect()
+            .await;
+        outcomes.extend(done);
+    }
+
+    async fn run_one(&self, invocation: ToolInvocation) -> ToolOutcome {
+        let ToolInvocation {
             call_id,
-            result: Err(ToolError::new(
-                ToolErrorKind::Cancelled,
-                format!("`{name}` was not run because the run was cancelled."),
-            )),
-        };
-    }
-    let span = tracing::info_span!(
-        "execute_tool",
-        gen_ai.operation.name = "execute_tool",
-        gen_ai.tool.name = %name,
-        gen_ai.tool.call.id = %call_id,
-        error.type = field::Empty,
-    );
-    let ctx = ToolContext {
-        run_id: run_id.clone(),
-        agent: agent.clone(),
-        call_id: call_id.clone(),
-        cancel: cancel.child_token(),
-    };
-    let started = Instant::now();
-    let result = tools
-        .invoke(&name, args, ctx, limits.tool_timeout)
-        .instrument(span.clone())
-        .await;
-    if let Err(error) = &result {
-        span.record("error.type", field::debug(error.kind));
-        tracing::warn!(
-            parent: &span,
-            kind = ?error.kind,
-            detail = error.detail.as_deref().unwrap_or(""),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "tool call failed: {}", error.message
+            name,
+            args,
+        } = invocation;
+        if self.cancel.is_cancelled() {
+            return ToolOutcome {
+                call_id,
+                result: Err(ToolError::new(
+                    ToolErrorKind::Cancelled,
+                    format!("`{name}` was not run because the run was cancelled."),
+                )),
+            };
+        }
+        let span = tracing::info_span!(
+            "execute_tool",
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %name,
+            gen_ai.tool.call.id = %call_id,
+            error.type = field::Empty,
         );
+        let ctx = ToolContext {
+            run_id: self.run_id.clone(),
+            agent: self.agent.clone(),
+            call_id: call_id.clone(),
+            cancel: self.cancel.child_token(),
+        };
+        let started = Instant::now();
+        let result = self
+            .tools
+            .invoke(&name, args, ctx, self.limits.tool_timeout)
+            .instrument(span.clone())
+            .await;
+        if let Err(error) = &result {
+            span.record("error.type", field::debug(error.kind));
+            tracing::warn!(
+                parent: &span,
+                kind = ?error.kind,
+                detail = error.detail.as_deref().unwrap_or(""),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "tool call failed: {}",
+                error.message
+            );
+        }
+        ToolOutcome { call_id, result }
     }
-    ToolOutcome { call_id, result }
 }

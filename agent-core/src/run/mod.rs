@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::message::{Message, Usage};
 use crate::model::{ResponseFormat, ToolChoice};
 
-pub use driver::{drive, run_tool_calls};
+pub use driver::{ToolRunner, drive};
 pub use state::{Action, Input, RunState, STATE_VERSION, ToolInvocation, ToolOutcome};
 
 /// What to do when the turn limit is reached while the model still calls tools.
