@@ -17,6 +17,10 @@ use crate::run::PartialRun;
 pub enum ModelErrorKind {
     /// The key is missing, invalid or revoked (401/403). Never retried.
     Authentication,
+    /// The key may not use this model or endpoint (403). Never retried.
+    PermissionDenied,
+    /// Billing: credits or quota exhausted (402, OpenAI's `insufficient_quota`). Never retried.
+    QuotaExceeded,
     /// The request was refused as malformed (400/422). Never retried.
     BadRequest,
     /// The conversation is longer than the model's context window.
@@ -144,6 +148,8 @@ impl fmt::Display for ModelError {
         }
         let kind = match self.kind {
             ModelErrorKind::Authentication => "authentication failed",
+            ModelErrorKind::PermissionDenied => "permission denied",
+            ModelErrorKind::QuotaExceeded => "quota exceeded",
             ModelErrorKind::BadRequest => "bad request",
             ModelErrorKind::ContextLengthExceeded => "context length exceeded",
             ModelErrorKind::NotFound => "not found",

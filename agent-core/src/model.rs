@@ -24,6 +24,10 @@ pub struct ToolSpec {
     pub description: String,
     /// JSON Schema (an object schema) of its arguments, with `$ref`s inlined.
     pub parameters: Value,
+    /// Ask providers that support it (OpenAI) to enforce the schema exactly; the backend
+    /// converts the schema to the provider's strict subset.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict: bool,
 }
 
 /// Whether and which tools the model may call.

@@ -51,6 +51,8 @@ pub struct ToolMeta {
     pub parallel_safe: bool,
     /// How long one call may take; `None` uses the run's default tool timeout.
     pub timeout: Option<Duration>,
+    /// Ask the provider to enforce the parameter schema exactly (OpenAI strict mode).
+    pub strict: bool,
 }
 
 impl ToolMeta {
@@ -60,6 +62,7 @@ impl ToolMeta {
             side_effect: SideEffect::ReadOnly,
             parallel_safe: true,
             timeout: None,
+            strict: false,
         }
     }
 
@@ -79,6 +82,12 @@ impl ToolMeta {
     /// Sets whether calls may run concurrently.
     pub fn parallel(mut self, parallel_safe: bool) -> Self {
         self.parallel_safe = parallel_safe;
+        self
+    }
+
+    /// Asks providers to enforce the schema strictly.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
         self
     }
 
@@ -408,14 +417,16 @@ impl ToolSet {
                     reason,
                 }
             })?;
+            let meta = tool.meta();
             index.insert(name.clone(), entries.len());
             specs.push(ToolSpec {
                 name,
                 description: tool.description().to_owned(),
                 parameters,
+                strict: meta.strict,
             });
             entries.push(ToolEntry {
-                meta: tool.meta(),
+                meta,
                 tool,
                 validator,
             });

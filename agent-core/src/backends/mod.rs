@@ -1,9 +1,14 @@
-//! Chat backends, one module per wire protocol, and the registry that turns a
-//! `provider:model` string into a model.
+//! Chat backends, one module per wire protocol, the HTTP layer they share, and the registry
+//! that turns a `provider:model` string into a model.
 //!
 //! Each backend's quirks live in its own module and nowhere else; the loop sees only the
 //! message model of [`crate::message`].
 
+pub mod http;
+pub mod openai;
 pub mod registry;
+pub mod sse;
 
+pub use http::{ApiKey, HttpConfig, RetryPolicy};
+pub use openai::{Flavor, OpenAiCompatible};
 pub use registry::{ModelFactory, ModelRegistry, ModelSpec};

@@ -58,6 +58,9 @@ impl fmt::Display for ModelSpec {
     }
 }
 
+/// Reads a configuration variable by name (the process environment, or a map in tests).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Builds a model of one provider from the model name; reads its key and endpoint from the
 /// environment, and fails with [`ModelErrorKind::Configuration`] when they are missing.
 pub type ModelFactory = Arc<dyn Fn(&str) -> Result<Arc<dyn ChatModel>, ModelError> + Send + Sync>;
@@ -85,9 +88,28 @@ impl fmt::Debug for ModelRegistry {
 }
 
 impl ModelRegistry {
-    /// A registry with every backend compiled into this build.
+    /// A registry with every backend compiled into this build, configured from the
+    /// environment (keys and base URLs are read when a model is created).
     pub fn builtin() -> Self {
-        ModelRegistry::default()
+        Self::builtin_with_env(Arc::new(|name: &str| std::env::var(name).ok()))
+    }
+
+    /// Like [`builtin`](Self::builtin), reading variables through `lookup` instead of the
+    /// process environment (for tests, or configuration from elsewhere).
+    pub fn builtin_with_env(lookup: EnvLookup) -> Self {
+        let mut registry = ModelRegistry::default();
+        for preset in super::openai::PRESETS {
+            let lookup = Arc::clone(&lookup);
+            let provider = preset.provider;
+            registry.register(
+                provider,
+                Arc::new(move |model: &str| {
+                    super::openai::OpenAiCompatible::from_lookup(provider, model, &*lookup)
+                        .map(|m| Arc::new(m) as Arc<dyn ChatModel>)
+                }),
+            );
+        }
+        registry
     }
 
     /// Adds (or replaces) a provider.

@@ -1,0 +1,667 @@
+//! The one HTTP layer every backend shares: a reqwest client with rustls, timeouts, and
+//! retries in exactly one place.
+//!
+//! Connection failures and 408/409/429/500/502/503/504/529 are retried with exponential
+//! backoff and full jitter, honouring `retry-after-ms` / `retry-after` (seconds or an HTTP
+//! date) up to a cap; 400/401/403/404/422 never are. A stream is only retried before its
+//! headers arrive, so content is never replayed. API keys live in [`ApiKey`], which never
+//! prints, and go out in headers marked sensitive.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::error::{ModelError, ModelErrorKind};
+
+/// An API key. Its `Debug` is redacted and it has no `Display`, so it cannot end up in a
+/// log line, an error or a trace by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    /// The key itself, for building a request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A header value holding the key (with an optional prefix such as `Bearer `), marked
+    /// sensitive so HTTP tooling does not print it.
+    pub fn header_value(&self, prefix: &str) -> Result<HeaderValue, ModelError> {
+        let mut value = HeaderValue::from_str(&format!("{prefix}{}", self.0)).map_err(|_| {
+            ModelError::new(
+                ModelErrorKind::Configuration,
+                "the API key contains characters that cannot go in an HTTP header",
+            )
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// How failed requests are retried.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (default 3).
+    pub max_retries: u32,
+    /// The backoff before the first retry, doubled each time (default 500 ms).
+    pub initial_backoff: Duration,
+    /// The most one backoff may be (default 8 s).
+    pub max_backoff: Duration,
+    /// The longest `retry-after` honoured; a provider asking for more is not retried, and
+    /// its error carries the requested wait (default 60 s).
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            ..Default::default()
+        }
+    }
+
+    /// The wait before retry number `attempt + 1` after `error`, or `None` when it should
+    /// not be retried. `jitter` is in `[0, 1)`; the backoff is `jitter × min(max, initial ×
+    /// 2^attempt)` (full jitter), unless the provider said how long to wait.
+    pub fn delay(&self, error: &ModelError, attempt: u32, jitter: f64) -> Option<Duration> {
+        if attempt >= self.max_retries || !error.is_retryable() {
+            return None;
+        }
+        if let Some(wait) = error.retry_after {
+            return (wait <= self.max_retry_after).then_some(wait);
+        }
+        let exp = self
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(attempt.min(20)));
+        Some(exp.min(self.max_backoff).mul_f64(jitter.clamp(0.0, 1.0)))
+    }
+}
+
+/// Timeouts and retries of the HTTP layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    /// Establishing a connection (default 10 s).
+    pub connect_timeout: Duration,
+    /// A whole non-streaming request, or a stream's wait for its headers (default 300 s).
+    pub request_timeout: Duration,
+    /// The longest a stream may go without an event. Comments and keep-alive lines do not
+    /// count as events (default 120 s).
+    pub stream_idle_timeout: Duration,
+    /// How failures are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(300),
+            stream_idle_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Where a request goes and who it is for (for error messages).
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The full URL.
+    pub url: String,
+    /// Headers, the key among them (marked sensitive).
+    pub headers: HeaderMap,
+    /// The provider, for errors.
+    pub provider: String,
+    /// The model, for errors.
+    pub model: String,
+}
+
+impl Target {
+    fn error(&self, kind: ModelErrorKind, message: impl Into<String>) -> ModelError {
+        ModelError::new(kind, message).with_provider(self.provider.clone(), self.model.clone())
+    }
+}
+
+/// The shared client. Cheap to clone (the connection pool is shared).
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    config: HttpConfig,
+}
+
+impl HttpClient {
+    /// A client with these timeouts and retries.
+    pub fn new(config: HttpConfig) -> Result<Self, ModelError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| {
+                ModelError::new(
+                    ModelErrorKind::Configuration,
+                    format!("cannot build the HTTP client: {}", error_chain(&e)),
+                )
+            })?;
+        Ok(HttpClient { client, config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    /// POSTs a JSON body and returns the whole response body of a 2xx answer, retrying as the
+    /// policy says. Reading the body is part of each attempt, so a connection that drops
+    /// mid-body is retried too.
+    pub async fn post_json(&self, target: &Target, body: Bytes) -> Result<Bytes, ModelError> {
+        self.with_retries(target, |attempt| {
+            let body = body.clone();
+            async move {
+                let response = self.send_once(target, body, attempt).await?;
+                tokio::time::timeout(self.config.request_timeout, response.bytes())
+                    .await
+                    .map_err(|_| self.timeout_error(target))?
+                    .map_err(|e| transport_error(target, &e))
+            }
+        })
+        .await
+    }
+
+    /// POSTs a JSON body and returns the 2xx response as soon as its headers arrive, for the
+    /// caller to stream. Retries only happen before that point.
+    pub async fn post_stream(
+        &self,
+        target: &Target,
+        body: Bytes,
+    ) -> Result<reqwest::Response, ModelError> {
+        self.with_retries(target, |attempt| {
+            let body = body.clone();
+            async move { self.send_once(target, body, attempt).await }
+        })
+        .await
+    }
+
+    async fn with_retries<T, F, Fut>(&self, target: &Target, mut once: F) -> Result<T, ModelError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ModelError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match once(attempt).await {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    let Some(wait) = self.config.retry.delay(&error, attempt, jitter()) else {
+                        return Err(error);
+                    };
+                    tracing::warn!(
+                        gen_ai.provider.name = %target.provider,
+                        gen_ai.request.model = %target.model,
+                        error.type = ?error.kind,
+                        http.response.status_code = error.status,
+                        retry.attempt = attempt + 1,
+                        retry.wait_ms = wait.as_millis() as u64,
+                        "model request failed, retrying: {error}"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        target: &Target,
+        body: Bytes,
+        attempt: u32,
+    ) -> Result<reqwest::Response, ModelError> {
+        let mut request = self
+            .client
+            .post(&target.url)
+            .headers(target.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if attempt > 0 {
+            request = request.header(
+                HeaderName::from_static("x-retry-count"),
+                HeaderValue::from(attempt),
+            );
+        }
+        let response = tokio::time::timeout(self.config.request_timeout, request.send())
+            .await
+            .map_err(|_| self.timeout_error(target))?
+            .map_err(|e| transport_error(target, &e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = tokio::time::timeout(self.config.request_timeout, response.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Err(error_from_response(target, status, &headers, &body))
+    }
+
+    fn timeout_error(&self, target: &Target) -> ModelError {
+        target.error(
+            ModelErrorKind::Timeout,
+            format!(
+                "no answer from {} within {}s",
+                redact_url(&target.url),
+                self.config.request_timeout.as_secs()
+            ),
+        )
+    }
+}
+
+/// A transport failure (connect, reset, TLS) as a retryable error naming the host.
+fn transport_error(target: &Target, error: &reqwest::Error) -> ModelError {
+    let kind = if error.is_timeout() {
+        ModelErrorKind::Timeout
+    } else {
+        ModelErrorKind::Connection
+    };
+    target.error(
+        kind,
+        format!("{}: {}", redact_url(&target.url), error_chain(error)),
+    )
+}
+
+/// The messages of an error and its sources, joined, without the URL reqwest adds.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p: &String| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+/// A URL without user info or query string (either could hold a credential).
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "<invalid url>".into();
+    };
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    parsed.set_query(None);
+    parsed.to_string()
+}
+
+/// Builds the error for a non-2xx answer: the kind from the status (and the provider's error
+/// code), the provider's code and message from the body, the wait from the headers.
+pub fn error_from_response(
+    target: &Target,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ModelError {
+    let parsed = ErrorBody::parse(body);
+    let mut kind = kind_for_status(status, &parsed);
+    if headers
+        .get("x-should-retry")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        && kind.is_retryable()
+    {
+        kind = ModelErrorKind::Other;
+    }
+    let message = parsed.message.clone().unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() || text.starts_with('<') {
+            // Edge proxies answer with HTML pages; their markup helps nobody.
+            reqwest::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("no details")
+                .to_owned()
+        } else {
+            text.chars().take(500).collect()
+        }
+    });
+    let mut error = target.error(kind, message).with_status(status);
+    error.code = parsed.code.or(parsed.kind);
+    error.retry_after = retry_after(headers);
+    error
+}
+
+/// The interesting parts of a provider's error body, whichever shape it has:
+/// `{"error":{"message","type","code"}}` (OpenAI, DeepSeek, vLLM new), `{"object":"error",
+/// "message","type","code"}` (Mistral, vLLM old), `{"error":"text"}` (Ollama), `{"message"}`,
+/// `{"detail": "..." | [..]}` (validation errors).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ErrorBody {
+    /// The message.
+    pub message: Option<String>,
+    /// The error type (`invalid_request_error`, `rate_limit_error`, ...).
+    pub kind: Option<String>,
+    /// The error code (`context_length_exceeded`, `insufficient_quota`, `3280`, ...).
+    pub code: Option<String>,
+}
+
+impl ErrorBody {
+    /// Parses a body leniently; anything unreadable gives an empty result.
+    pub fn parse(body: &[u8]) -> Self {
+        let Ok(value) = serde_json::from_slice::<Value>(body) else {
+            return ErrorBody::default();
+        };
+        Self::from_value(&value)
+    }
+
+    /// Reads the parts from a parsed body (also used for errors inside a stream).
+    pub fn from_value(value: &Value) -> Self {
+        let inner = match value.get("error") {
+            Some(Value::String(message)) => {
+                return ErrorBody {
+                    message: Some(message.clone()),
+                    ..Default::default()
+                };
+            }
+            Some(obj @ Value::Object(_)) => obj,
+            _ => value,
+        };
+        let text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let mut message = text(inner.get("message"));
+        if let Some(detail) = inner
+            .get("detail")
+            .or_else(|| inner.get("message").filter(|m| m.is_object()))
+        {
+            message = Some(match detail {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        }
+        // OpenRouter wraps the upstream error as a JSON string in metadata.raw.
+        if let Some(raw) = inner.pointer("/metadata/raw").and_then(Value::as_str) {
+            let upstream = message.take().unwrap_or_default();
+            message = Some(format!(
+                "{upstream}: {}",
+                raw.chars().take(500).collect::<String>()
+            ));
+        }
+        ErrorBody {
+            message,
+            kind: text(inner.get("type")),
+            code: text(inner.get("code")),
+        }
+    }
+
+    fn mentions(&self, needle: &str) -> bool {
+        [&self.code, &self.kind, &self.message].iter().any(|f| {
+            f.as_deref()
+                .is_some_and(|s| s.to_ascii_lowercase().contains(needle))
+        })
+    }
+}
+
+/// The kind of failure a status (and the body's code) means.
+pub fn kind_for_status(status: u16, body: &ErrorBody) -> ModelErrorKind {
+    if body.mentions("context_length")
+        || body.mentions("exceed_context")
+        || body.mentions("maximum context length")
+        || body.mentions("context size")
+    {
+        return ModelErrorKind::ContextLengthExceeded;
+    }
+    match status {
+        401 => ModelErrorKind::Authentication,
+        402 => ModelErrorKind::QuotaExceeded,
+        403 => ModelErrorKind::PermissionDenied,
+        404 => ModelErrorKind::NotFound,
+        408 => ModelErrorKind::Timeout,
+        429 if body.mentions("insufficient_quota") => ModelErrorKind::QuotaExceeded,
+        429 => ModelErrorKind::RateLimited,
+        409 | 500 | 502 | 504 => ModelErrorKind::Server,
+        503 | 529 => ModelErrorKind::Overloaded,
+        500..=599 => ModelErrorKind::Server,
+        _ => ModelErrorKind::BadRequest,
+    }
+}
+
+/// The wait a response asks for: `retry-after-ms`, else `retry-after` as seconds or as an
+/// HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = get("retry-after")?;
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// A number in `[0, 1)` for backoff jitter; not for anything that needs real randomness.
+fn jitter() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = STATE
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        .wrapping_add(seed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            url: "http://127.0.0.1:1/v1/chat/completions".into(),
+            headers: HeaderMap::new(),
+            provider: "openai".into(),
+            model: "m".into(),
+        }
+    }
+
+    fn err(status: u16, body: &str) -> ModelError {
+        error_from_response(&target(), status, &HeaderMap::new(), body.as_bytes())
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        let cases = [
+            (400, ModelErrorKind::BadRequest, false),
+            (401, ModelErrorKind::Authentication, false),
+            (402, ModelErrorKind::QuotaExceeded, false),
+            (403, ModelErrorKind::PermissionDenied, false),
+            (404, ModelErrorKind::NotFound, false),
+            (408, ModelErrorKind::Timeout, true),
+            (409, ModelErrorKind::Server, true),
+            (413, ModelErrorKind::BadRequest, false),
+            (422, ModelErrorKind::BadRequest, false),
+            (429, ModelErrorKind::RateLimited, true),
+            (500, ModelErrorKind::Server, true),
+            (502, ModelErrorKind::Server, true),
+            (503, ModelErrorKind::Overloaded, true),
+            (504, ModelErrorKind::Server, true),
+            (529, ModelErrorKind::Overloaded, true),
+        ];
+        for (status, kind, retry) in cases {
+            let e = err(status, "");
+            assert_eq!((e.kind, e.is_retryable()), (kind, retry), "HTTP {status}");
+            assert_eq!(e.status, Some(status));
+        }
+    }
+
+    #[test]
+    fn every_error_body_shape_gives_its_message_and_code() {
+        let e = err(
+            400,
+            r#"{"error":{"message":"too long","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+        );
+        assert_eq!(e.kind, ModelErrorKind::ContextLengthExceeded);
+        assert_eq!(e.code.as_deref(), Some("context_length_exceeded"));
+        assert_eq!(e.message, "too long");
+
+        let e = err(
+            400,
+            r#"{"object":"error","message":"Tool call id was call_1 but must be a-z, A-Z, 0-9, with a length of 9.","type":"invalid_function_call","param":null,"code":"3280"}"#,
+        );
+        assert_eq!(e.code.as_deref(), Some("3280"));
+        assert!(e.message.starts_with("Tool call id was"));
+
+        let e = err(
+            404,
+            r#"{"error":"model \"llama9:70b\" not found, try pulling it first"}"#,
+        );
+        assert_eq!(e.kind, ModelErrorKind::NotFound);
+        assert!(e.message.contains("try pulling it first"));
+
+        let e = err(
+            422,
+            r#"{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","store"]}]},"type":"invalid_request_message","code":null}"#,
+        );
+        assert!(e.message.contains("extra_forbidden"), "{}", e.message);
+
+        let e = err(
+            429,
+            r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#,
+        );
+        assert_eq!(e.kind, ModelErrorKind::QuotaExceeded);
+        assert!(!e.is_retryable());
+
+        let e = err(
+            400,
+            r#"{"error":{"code":400,"message":"request (13392 tokens) exceeds the available context size (8192 tokens)","type":"exceed_context_size_error"}}"#,
+        );
+        assert_eq!(e.kind, ModelErrorKind::ContextLengthExceeded);
+        assert_eq!(e.code.as_deref(), Some("400"));
+
+        let e = err(502, "<html><body>Bad gateway</body></html>");
+        assert_eq!(e.message, "Bad Gateway");
+
+        let e = err(401, r#"{"detail":"Unauthorized"}"#);
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ModelErrorKind::Authentication, "Unauthorized")
+        );
+    }
+
+    #[test]
+    fn retry_after_headers_are_read_in_every_form() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        let mut h = HeaderMap::new();
+        let later = SystemTime::now() + Duration::from_secs(30);
+        h.insert(
+            "retry-after",
+            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
+        );
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_is_exponential_with_full_jitter_and_capped() {
+        let p = RetryPolicy::default();
+        let e = ModelError::new(ModelErrorKind::Server, "");
+        assert_eq!(p.delay(&e, 0, 0.999_999).unwrap().as_millis(), 499);
+        assert_eq!(p.delay(&e, 2, 0.5), Some(Duration::from_secs(1)));
+        assert_eq!(p.delay(&e, 2, 0.0), Some(Duration::ZERO));
+        let big = RetryPolicy {
+            max_retries: 50,
+            ..Default::default()
+        };
+        assert_eq!(big.delay(&e, 40, 0.5), Some(Duration::from_secs(4)));
+        assert_eq!(p.delay(&e, 3, 0.5), None, "out of retries");
+        let auth = ModelError::new(ModelErrorKind::Authentication, "");
+        assert_eq!(p.delay(&auth, 0, 0.5), None);
+        let told = e.clone().with_retry_after(Duration::from_secs(7));
+        assert_eq!(p.delay(&told, 0, 0.5), Some(Duration::from_secs(7)));
+        let too_long = e.with_retry_after(Duration::from_secs(600));
+        assert_eq!(p.delay(&too_long, 0, 0.5), None);
+    }
+
+    #[test]
+    fn x_should_retry_false_stops_retries() {
+        let mut h = HeaderMap::new();
+        h.insert("x-should-retry", HeaderValue::from_static("false"));
+        let e = error_from_response(&target(), 503, &h, b"");
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn jitter_stays_in_range() {
+        for _ in 0..1000 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j));
+        }
+    }
+
+    #[test]
+    fn keys_never_print_and_urls_lose_credentials() {
+        let key = ApiKey::new("sk-secret-123");
+        assert_eq!(format!("{key:?}"), "ApiKey(<redacted>)");
+        assert!(key.header_value("Bearer ").unwrap().is_sensitive());
+        assert_eq!(
+            redact_url("https://user:pw@example.com/v1?key=sk-secret"),
+            "https://example.com/v1"
+        );
+    }
+}

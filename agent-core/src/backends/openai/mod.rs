@@ -1,0 +1,629 @@
+//! The OpenAI-compatible family: OpenAI, Mistral, DeepSeek, Ollama (`/v1`), Groq,
+//! OpenRouter, Together, and any server that speaks Chat Completions (vLLM, llama.cpp,
+//! LM Studio).
+//!
+//! One backend, one [`Flavor`] per provider. Each provider's quirks (Mistral's 9-character
+//! ids and role order, DeepSeek's reasoning pass-back, OpenAI's `max_completion_tokens` and
+//! strict schemas, Ollama's missing `tool_choice`) are applied in [`request`] to the wire copy
+//! of a request; [`response`] parses every answer shape leniently. All I/O goes through
+//! [`HttpClient`](super::http::HttpClient).
+
+pub mod request;
+mod response;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
+
+use super::http::{ApiKey, HttpClient, HttpConfig, Target, redact_url};
+use super::sse::SseDecoder;
+use crate::error::{ModelError, ModelErrorKind};
+use crate::model::{
+    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, StreamEvent, response_events,
+};
+use response::{ChunkAssembler, Source};
+
+pub use request::strict_schema;
+
+/// Which provider's rules apply to the wire format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Flavor {
+    /// OpenAI: `max_completion_tokens`, strict tool schemas.
+    OpenAi,
+    /// Mistral: 9-character ids, no `user` right after `tool`, no unknown fields.
+    Mistral,
+    /// DeepSeek: `reasoning_content` sent back on tool-calling turns.
+    DeepSeek,
+    /// Ollama's `/v1`: no `tool_choice`.
+    Ollama,
+    /// Groq.
+    Groq,
+    /// OpenRouter.
+    OpenRouter,
+    /// Together.
+    Together,
+    /// Any other Chat Completions server: only the common fields.
+    Generic,
+}
+
+impl Flavor {
+    fn accepts_stream_options(self) -> bool {
+        !matches!(self, Flavor::Mistral | Flavor::Generic)
+    }
+}
+
+/// A provider preset: its flavour, endpoint and environment variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Preset {
+    /// The provider name in `provider:model`.
+    pub provider: &'static str,
+    /// Its wire rules.
+    pub flavor: Flavor,
+    /// The default base URL (`None`: it must be configured).
+    pub default_base_url: Option<&'static str>,
+    /// The variable holding the key, if the provider uses one.
+    pub key_env: Option<&'static str>,
+    /// Whether a key is required.
+    pub key_required: bool,
+    /// The variable overriding the base URL.
+    pub base_url_env: &'static str,
+}
+
+/// Every preset of this backend.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        provider: "openai",
+        flavor: Flavor::OpenAi,
+        default_base_url: Some("https://api.openai.com/v1"),
+        key_env: Some("OPENAI_API_KEY"),
+        key_required: true,
+        base_url_env: "OPENAI_BASE_URL",
+    },
+    Preset {
+        provider: "mistral",
+        flavor: Flavor::Mistral,
+        default_base_url: Some("https://api.mistral.ai/v1"),
+        key_env: Some("MISTRAL_API_KEY"),
+        key_required: true,
+        base_url_env: "MISTRAL_BASE_URL",
+    },
+    Preset {
+        provider: "deepseek",
+        flavor: Flavor::DeepSeek,
+        default_base_url: Some("https://api.deepseek.com"),
+        key_env: Some("DEEPSEEK_API_KEY"),
+        key_required: true,
+        base_url_env: "DEEPSEEK_BASE_URL",
+    },
+    Preset {
+        provider: "ollama",
+        flavor: Flavor::Ollama,
+        default_base_url: Some("http://127.0.0.1:11434/v1"),
+        key_env: Some("OLLAMA_API_KEY"),
+        key_required: false,
+        base_url_env: "OLLAMA_HOST",
+    },
+    Preset {
+        provider: "groq",
+        flavor: Flavor::Groq,
+        default_base_url: Some("https://api.groq.com/openai/v1"),
+        key_env: Some("GROQ_API_KEY"),
+        key_required: true,
+        base_url_env: "GROQ_BASE_URL",
+    },
+    Preset {
+        provider: "openrouter",
+        flavor: Flavor::OpenRouter,
+        default_base_url: Some("https://openrouter.ai/api/v1"),
+        key_env: Some("OPENROUTER_API_KEY"),
+        key_required: true,
+        base_url_env: "OPENROUTER_BASE_URL",
+    },
+    Preset {
+        provider: "together",
+        flavor: Flavor::Together,
+        default_base_url: Some("https://api.together.xyz/v1"),
+        key_env: Some("TOGETHER_API_KEY"),
+        key_required: true,
+        base_url_env: "TOGETHER_BASE_URL",
+    },
+    Preset {
+        provider: "openai-compatible",
+        flavor: Flavor::Generic,
+        default_base_url: None,
+        key_env: Some("OPENAI_COMPATIBLE_API_KEY"),
+        key_required: false,
+        base_url_env: "OPENAI_COMPATIBLE_BASE_URL",
+    },
+];
+
+/// The preset of a provider name.
+pub fn preset(provider: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.provider == provider)
+}
+
+/// A Chat Completions model.
+///
+/// ```
+/// use agent_core::backends::openai::OpenAiCompatible;
+/// use agent_core::ChatModel;
+/// let model = OpenAiCompatible::builder("openai-compatible")
+///     .unwrap()
+///     .model("qwen2.5-7b-instruct")
+///     .base_url("http://127.0.0.1:8000/v1")
+///     .build()
+///     .unwrap();
+/// assert_eq!(model.model(), "qwen2.5-7b-instruct");
+/// ```
+#[derive(Clone)]
+pub struct OpenAiCompatible {
+    provider: String,
+    model: String,
+    flavor: Flavor,
+    target: Target,
+    http: HttpClient,
+}
+
+impl fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiCompatible")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("flavor", &self.flavor)
+            .field("url", &redact_url(&self.target.url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiCompatible {
+    /// Starts building a model of a preset (`openai`, `mistral`, `deepseek`, `ollama`,
+    /// `groq`, `openrouter`, `together`, `openai-compatible`). Nothing is read from the
+    /// environment.
+    pub fn builder(provider: &str) -> Result<OpenAiBuilder, ModelError> {
+        let preset = preset(provider).ok_or_else(|| unknown_provider(provider))?;
+        Ok(OpenAiBuilder {
+            preset: *preset,
+            model: String::new(),
+            base_url: preset.default_base_url.map(str::to_owned),
+            api_key: None,
+            http: HttpConfig::default(),
+            headers: Vec::new(),
+        })
+    }
+
+    /// A model of a preset configured from the environment: the key from the preset's key
+    /// variable (an error naming it when it is required and missing), the base URL from its
+    /// base-URL variable (`OLLAMA_HOST` for Ollama).
+    pub fn from_env(provider: &str, model: &str) -> Result<Self, ModelError> {
+        Self::from_lookup(provider, model, &|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    pub fn from_lookup(
+        provider: &str,
+        model: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ModelError> {
+        let mut builder = Self::builder(provider)?.model(model);
+        let preset = builder.preset;
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(base) = get(preset.base_url_env) {
+            builder = builder.base_url(if preset.flavor == Flavor::Ollama {
+                ollama_base_url(&base)
+            } else {
+                base
+            });
+        }
+        if let Some(env) = preset.key_env {
+            match get(env) {
+                Some(key) => builder = builder.api_key(key),
+                None if preset.key_required => {
+                    return Err(ModelError::new(
+                        ModelErrorKind::Configuration,
+                        format!("{env} is not set; export your {provider} API key as {env}"),
+                    )
+                    .with_provider(provider, model));
+                }
+                None => {}
+            }
+        }
+        builder.build()
+    }
+
+    /// The wire flavour.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    fn source(&self) -> Source<'_> {
+        Source {
+            provider: &self.provider,
+            model: &self.model,
+        }
+    }
+
+    fn body(&self, request: &ChatRequest, stream: bool) -> Result<Bytes, ModelError> {
+        request::build_body(self.flavor, &self.model, request, stream)
+            .map(Bytes::from)
+            .map_err(|e| {
+                ModelError::new(
+                    ModelErrorKind::BadRequest,
+                    format!("cannot serialise the request: {e}"),
+                )
+                .with_provider(self.provider.clone(), self.model.clone())
+            })
+    }
+}
+
+fn unknown_provider(provider: &str) -> ModelError {
+    let known: Vec<&str> = PRESETS.iter().map(|p| p.provider).collect();
+    ModelError::new(
+        ModelErrorKind::Configuration,
+        format!(
+            "`{provider}` is not an OpenAI-compatible preset; known: {}",
+            known.join(", ")
+        ),
+    )
+}
+
+/// `OLLAMA_HOST` is a host (`0.0.0.0:11434`, `http://gpu-box:11434`), not an API base:
+/// add the scheme if missing and the `/v1` path.
+fn ollama_base_url(host: &str) -> String {
+    let host = host.trim_end_matches('/');
+    let with_scheme = if host.contains("://") {
+        host.to_owned()
+    } else {
+        format!("http://{host}")
+    };
+    let with_scheme = with_scheme.replace("://0.0.0.0", "://127.0.0.1");
+    if with_scheme.ends_with("/v1") {
+        with_scheme
+    } else {
+        format!("{with_scheme}/v1")
+    }
+}
+
+/// Builds an [`OpenAiCompatible`] in code.
+#[derive(Clone)]
+pub struct OpenAiBuilder {
+    preset: Preset,
+    model: String,
+    base_url: Option<String>,
+    api_key: Option<ApiKey>,
+    http: HttpConfig,
+    headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for OpenAiBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiBuilder")
+            .field("provider", &self.preset.provider)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiBuilder {
+    /// The model name.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// The API base (the part before `/chat/completions`).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = Some(base_url.into());
+        self
+    }
+
+    /// The API key.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(ApiKey::new(key));
+        self
+    }
+
+    /// Timeouts and retries.
+    pub fn http_config(mut self, config: HttpConfig) -> Self {
+        self.http = config;
+        self
+    }
+
+    /// An extra header on every request (OpenRouter's `HTTP-Referer`, say).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Builds the model.
+    pub fn build(self) -> Result<OpenAiCompatible, ModelError> {
+        let provider = self.preset.provider;
+        let config_error = |message: String| {
+            ModelError::new(ModelErrorKind::Configuration, message)
+                .with_provider(provider, self.model.clone())
+        };
+        if self.model.trim().is_empty() {
+            return Err(config_error("no model name given".into()));
+        }
+        let Some(base) = self.base_url.as_deref().map(|b| b.trim_end_matches('/')) else {
+            return Err(config_error(format!(
+                "no base URL: set {} (e.g. http://127.0.0.1:8000/v1)",
+                self.preset.base_url_env
+            )));
+        };
+        if reqwest::Url::parse(base).is_err() {
+            return Err(config_error(format!(
+                "`{}` is not a valid base URL",
+                redact_url(base)
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &self.api_key {
+            headers.insert(AUTHORIZATION, key.header_value("Bearer ")?);
+        }
+        for (name, value) in &self.headers {
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|_| config_error(format!("`{name}` is not a valid header name")))?;
+            let value = HeaderValue::try_from(value.as_str())
+                .map_err(|_| config_error(format!("the value of header `{name}` is not valid")))?;
+            headers.insert(name, value);
+        }
+        Ok(OpenAiCompatible {
+            provider: provider.to_owned(),
+            flavor: self.preset.flavor,
+            target: Target {
+                url: format!("{base}/chat/completions"),
+                headers,
+                provider: provider.to_owned(),
+                model: self.model.clone(),
+            },
+            model: self.model,
+            http: HttpClient::new(self.http)?,
+        })
+    }
+}
+
+#[async_trait]
+impl ChatModel for OpenAiCompatible {
+    fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            streaming: true,
+            images: matches!(self.flavor, Flavor::OpenAi | Flavor::OpenRouter),
+            structured_output: matches!(
+                self.flavor,
+                Flavor::OpenAi | Flavor::OpenRouter | Flavor::Generic
+            ),
+            reasoning: matches!(self.flavor, Flavor::DeepSeek | Flavor::OpenRouter),
+            ..Capabilities::default()
+        }
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
+        let body = self.body(request, false)?;
+        let bytes = self.http.post_json(&self.target, body).await?;
+        response::parse_response(&bytes, self.source())
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
+        let body = self.body(request, true)?;
+        let response = self.http.post_stream(&self.target, body).await?;
+        let is_sse = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        if !is_sse {
+            // The server ignored `stream: true` (or answered an error as JSON): read it whole.
+            let bytes = tokio::time::timeout(self.http.config().request_timeout, response.bytes())
+                .await
+                .map_err(|_| self.source().interrupted("the response body timed out"))?
+                .map_err(|e| {
+                    self.source()
+                        .interrupted(&format!("reading the response failed: {e}"))
+                })?;
+            let parsed = response::parse_response(&bytes, self.source())?;
+            return Ok(Box::pin(futures::stream::iter(
+                response_events(parsed).into_iter().map(Ok),
+            )));
+        }
+        let state = SseState {
+            body: Box::pin(response.bytes_stream()),
+            decoder: SseDecoder::default(),
+            assembler: ChunkAssembler::new(&self.provider),
+            queue: VecDeque::new(),
+            idle: self.http.config().stream_idle_timeout,
+            last_event: Instant::now(),
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            done: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            |mut state| async move {
+                let item = state.next_item().await?;
+                Some((item, state))
+            },
+        )))
+    }
+}
+
+impl Source<'_> {
+    fn interrupted(&self, message: &str) -> ModelError {
+        ModelError::new(ModelErrorKind::StreamInterrupted, message)
+            .with_provider(self.provider, self.model)
+    }
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// The state of one SSE answer being read.
+struct SseState {
+    body: ByteStream,
+    decoder: SseDecoder,
+    assembler: ChunkAssembler,
+    queue: VecDeque<Result<StreamEvent, ModelError>>,
+    idle: Duration,
+    /// When the last event (not comment) arrived: keep-alives do not move it.
+    last_event: Instant,
+    provider: String,
+    model: String,
+    done: bool,
+}
+
+impl SseState {
+    fn source(&self) -> Source<'_> {
+        Source {
+            provider: &self.provider,
+            model: &self.model,
+        }
+    }
+
+    async fn next_item(&mut self) -> Option<Result<StreamEvent, ModelError>> {
+        loop {
+            if let Some(item) = self.queue.pop_front() {
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            let deadline = self.last_event + self.idle;
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => {
+                    let error = self.source().interrupted(&format!(
+                        "no data for {}s (keep-alives do not count); giving up on the stream",
+                        self.idle.as_secs()
+                    ));
+                    self.fail(error);
+                }
+                Ok(Some(Ok(bytes))) => {
+                    let events = self.decoder.push(&bytes);
+                    self.handle(events);
+                }
+                Ok(Some(Err(e))) => {
+                    let error = self
+                        .source()
+                        .interrupted(&format!("the connection broke: {e}"));
+                    self.fail(error);
+                }
+                Ok(None) => {
+                    let last: Vec<_> = self.decoder.finish().into_iter().collect();
+                    self.handle(last);
+                    if !self.done {
+                        if self.assembler.has_finished() {
+                            // No `[DONE]`, but the server said why it finished: complete.
+                            self.complete();
+                        } else {
+                            let error = self.source().interrupted(
+                                "the stream ended before the answer was complete (no finish_reason, no [DONE])",
+                            );
+                            self.fail(error);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, events: Vec<super::sse::SseEvent>) {
+        for event in events {
+            if self.done {
+                return;
+            }
+            self.last_event = Instant::now();
+            let data = event.data.trim();
+            if data.is_empty() {
+                continue;
+            }
+            if data == "[DONE]" {
+                self.complete();
+                return;
+            }
+            let source = Source {
+                provider: &self.provider,
+                model: &self.model,
+            };
+            match self.assembler.push(data, source) {
+                Ok(events) => self.queue.extend(events.into_iter().map(Ok)),
+                Err(error) => self.fail(error),
+            }
+        }
+    }
+
+    fn complete(&mut self) {
+        self.done = true;
+        let assembler = std::mem::replace(&mut self.assembler, ChunkAssembler::new(""));
+        let source = Source {
+            provider: &self.provider,
+            model: &self.model,
+        };
+        self.queue
+            .push_back(assembler.into_response(source).map(StreamEvent::Completed));
+    }
+
+    fn fail(&mut self, error: ModelError) {
+        self.done = true;
+        self.queue.push_back(Err(error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ollama_host_becomes_a_v1_base() {
+        assert_eq!(
+            ollama_base_url("0.0.0.0:11434"),
+            "http://127.0.0.1:11434/v1"
+        );
+        assert_eq!(ollama_base_url("http://gpu:11434/"), "http://gpu:11434/v1");
+        assert_eq!(
+            ollama_base_url("https://o.example/v1"),
+            "https://o.example/v1"
+        );
+    }
+
+    #[test]
+    fn a_missing_key_names_the_variable_and_no_key_prints() {
+        let err = OpenAiCompatible::from_lookup("mistral", "mistral-small-latest", &|_| None)
+            .unwrap_err();
+        assert_eq!(err.kind, ModelErrorKind::Configuration);
+        assert!(err.to_string().contains("MISTRAL_API_KEY"), "{err}");
+        let model = OpenAiCompatible::from_lookup("openai", "gpt-4o-mini", &|name| {
+            (name == "OPENAI_API_KEY").then(|| "sk-very-secret".to_owned())
+        })
+        .unwrap();
+        assert!(!format!("{model:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn ollama_needs_no_key_and_compatible_needs_a_base_url() {
+        OpenAiCompatible::from_lookup("ollama", "qwen2.5", &|_| None).unwrap();
+        let err = OpenAiCompatible::from_lookup("openai-compatible", "m", &|_| None).unwrap_err();
+        assert!(
+            err.to_string().contains("OPENAI_COMPATIBLE_BASE_URL"),
+            "{err}"
+        );
+    }
+}
