@@ -1,3 +1,5 @@
 //! Cross-crate integration tests live in `tests/`. This library only compiles the README's
 //! code blocks as doc tests, so the README cannot drift from the API.
 #![doc = include_str!("../README.md")]
+
+pub mod fake_server;

@@ -248,6 +248,12 @@ impl LlmAgentBuilder {
         self
     }
 
+    /// Calls the model's streaming endpoint and assembles each answer (default: off).
+    pub fn streaming(mut self, stream: bool) -> Self {
+        self.settings.stream = stream;
+        self
+    }
+
     /// Sets the sampling temperature.
     pub fn temperature(mut self, temperature: f32) -> Self {
         self.settings.temperature = Some(temperature);

@@ -49,7 +49,7 @@ pub mod tool;
 
 pub use agent::{Agent, AgentTool, LlmAgent, LlmAgentBuilder};
 pub use async_trait::async_trait;
-pub use backends::{ModelFactory, ModelRegistry, ModelSpec};
+pub use backends::{ModelFactory, ModelRegistry, ModelSpec, OpenAiCompatible};
 pub use error::{
     AgentError, MemoryError, ModelError, ModelErrorKind, ToolError, ToolErrorKind, ToolSetError,
 };
@@ -60,7 +60,7 @@ pub use message::{
 };
 pub use model::{
     Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, ResponseFormat,
-    StreamEvent, ToolChoice, ToolSpec,
+    StreamEvent, ToolChoice, ToolSpec, collect_stream,
 };
 pub use run::{
     Action, Input, ModelSettings, OnMaxTurns, PartialRun, RunContext, RunLimits, RunResult,

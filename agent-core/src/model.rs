@@ -285,6 +285,24 @@ pub trait ChatModel: Send + Sync {
     }
 }
 
+/// Reads a stream to its end and returns the assembled answer.
+///
+/// A stream that ends without [`StreamEvent::Completed`] was cut short: that is an error
+/// ([`ModelErrorKind::StreamInterrupted`](crate::ModelErrorKind::StreamInterrupted)), never
+/// a partial success.
+pub async fn collect_stream(mut stream: ChatStream) -> Result<ChatResponse, ModelError> {
+    use futures::StreamExt;
+    while let Some(event) = stream.next().await {
+        if let StreamEvent::Completed(response) = event? {
+            return Ok(response);
+        }
+    }
+    Err(ModelError::new(
+        crate::error::ModelErrorKind::StreamInterrupted,
+        "the stream ended without a complete answer",
+    ))
+}
+
 /// The events that replay a complete response: its reasoning, its text, each tool call, the
 /// usage, and `Completed`.
 pub fn response_events(response: ChatResponse) -> Vec<StreamEvent> {

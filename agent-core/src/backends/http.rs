@@ -354,10 +354,26 @@ pub fn error_from_response(
             text.chars().take(500).collect()
         }
     });
-    let mut error = target.error(kind, message).with_status(status);
+    let mut error = target
+        .error(kind, scrub_secrets(&target.headers, message))
+        .with_status(status);
     error.code = parsed.code.or(parsed.kind);
     error.retry_after = retry_after(headers);
     error
+}
+
+/// Removes any credential sent in a sensitive header from a text the server wrote back (a
+/// provider that echoes the key in its error message must not put it in our error).
+fn scrub_secrets(headers: &HeaderMap, text: String) -> String {
+    let mut text = text;
+    for value in headers.values().filter(|v| v.is_sensitive()) {
+        let Ok(value) = value.to_str() else { continue };
+        let secret = value.strip_prefix("Bearer ").unwrap_or(value).trim();
+        if secret.len() >= 4 && text.contains(secret) {
+            text = text.replace(secret, "<redacted>");
+        }
+    }
+    text
 }
 
 /// The interesting parts of a provider's error body, whichever shape it has:
@@ -644,6 +660,24 @@ mod tests {
         h.insert("x-should-retry", HeaderValue::from_static("false"));
         let e = error_from_response(&target(), 503, &h, b"");
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn a_key_echoed_in_an_error_body_is_scrubbed() {
+        let mut t = target();
+        t.headers.insert(
+            reqwest::header::AUTHORIZATION,
+            ApiKey::new("sk-echo-me-123")
+                .header_value("Bearer ")
+                .unwrap(),
+        );
+        let e = error_from_response(
+            &t,
+            401,
+            &HeaderMap::new(),
+            br#"{"error":{"message":"Incorrect API key provided: sk-echo-me-123","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+        );
+        assert_eq!(e.message, "Incorrect API key provided: <redacted>");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub async fn drive(
     cancel: &CancellationToken,
 ) -> Result<RunResult, AgentError> {
     let limits = state.limits().clone();
+    let stream = state.settings().stream;
     let run_id: Arc<str> = Arc::from(state.run_id());
     let agent: Arc<str> = Arc::from(agent);
     let mut input = Input::Resume;
@@ -51,7 +52,7 @@ pub async fn drive(
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => None,
-                        r = model.chat(&request) => Some(r),
+                        r = call_model(model, &request, stream) => Some(r),
                     }
                 };
                 match call.instrument(span.clone()).await {
@@ -88,6 +89,18 @@ pub async fn drive(
                 Input::ToolResults(outcomes)
             }
         };
+    }
+}
+
+async fn call_model(
+    model: &dyn ChatModel,
+    request: &crate::model::ChatRequest,
+    stream: bool,
+) -> Result<crate::model::ChatResponse, crate::error::ModelError> {
+    if stream {
+        crate::model::collect_stream(model.chat_stream(request).await?).await
+    } else {
+        model.chat(request).await
     }
 }
 

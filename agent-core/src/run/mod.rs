@@ -93,6 +93,11 @@ mod millis {
 /// Request options an agent applies to every model call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelSettings {
+    /// Call the model's streaming endpoint (and assemble the answer) instead of waiting for
+    /// the whole answer. Same result; first bytes arrive sooner, and long answers do not hit
+    /// the request timeout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
     /// Whether and which tools the model may call.
     #[serde(default)]
     pub tool_choice: ToolChoice,

@@ -161,6 +161,11 @@ impl RunState {
         &self.new_messages
     }
 
+    /// The request options of every model call.
+    pub fn settings(&self) -> &ModelSettings {
+        &self.settings
+    }
+
     /// The run's limits.
     pub fn limits(&self) -> &RunLimits {
         &self.limits

@@ -5,8 +5,8 @@
 //! One backend, one [`Flavor`] per provider. Each provider's quirks (Mistral's 9-character
 //! ids and role order, DeepSeek's reasoning pass-back, OpenAI's `max_completion_tokens` and
 //! strict schemas, Ollama's missing `tool_choice`) are applied in [`request`] to the wire copy
-//! of a request; [`response`] parses every answer shape leniently. All I/O goes through
-//! [`HttpClient`](super::http::HttpClient).
+//! of a request; the `response` module parses every answer shape leniently. All I/O goes
+//! through [`super::http::HttpClient`].
 
 pub mod request;
 mod response;

@@ -1,0 +1,235 @@
+//! A fake HTTP/1.1 server on 127.0.0.1 for backend tests: it records every request and
+//! answers with whatever the test's handler says, whole or in timed chunks (to split SSE
+//! events, and UTF-8 characters, across network reads). One request per connection.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A request the server received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// `POST`, `GET`, ...
+    pub method: String,
+    /// The path and query.
+    pub path: String,
+    /// Header names (lower-cased) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The body as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the request asked for a stream.
+    pub fn wants_stream(&self) -> bool {
+        self.json()["stream"] == Value::Bool(true)
+    }
+}
+
+/// An answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    /// Pieces of the body, each written after its delay.
+    chunks: Vec<(Duration, Vec<u8>)>,
+    /// Whether to send a `content-length` (whole bodies) or end the body by closing.
+    sized: bool,
+}
+
+impl Reply {
+    /// A JSON body with a status.
+    pub fn json(status: u16, body: &Value) -> Self {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            chunks: vec![(Duration::ZERO, body.to_string().into_bytes())],
+            sized: true,
+        }
+    }
+
+    /// A raw body with a status and content type.
+    pub fn raw(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            chunks: vec![(Duration::ZERO, body.into())],
+            sized: true,
+        }
+    }
+
+    /// An SSE stream of `data:` events, each in its own write, ending with `data: [DONE]`.
+    pub fn sse(events: &[Value]) -> Self {
+        let mut chunks: Vec<Vec<u8>> = events
+            .iter()
+            .map(|e| format!("data: {e}\n\n").into_bytes())
+            .collect();
+        chunks.push(b"data: [DONE]\n\n".to_vec());
+        Self::stream_chunks(chunks.into_iter().map(|c| (Duration::ZERO, c)).collect())
+    }
+
+    /// A 200 `text/event-stream` body written exactly in these pieces, after these delays.
+    pub fn stream_chunks(chunks: Vec<(Duration, Vec<u8>)>) -> Self {
+        Reply {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            chunks,
+            sized: false,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+type Handler = dyn Fn(&Recorded, usize) -> Reply + Send + Sync;
+
+/// The server. Dropping it stops accepting connections.
+pub struct FakeServer {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl FakeServer {
+    /// Starts a server; `handler` gets each request and its 0-based number.
+    pub async fn start(
+        handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let recorded = requests.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let handler = handler.clone();
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let _ = serve(socket, handler, recorded).await;
+                });
+            }
+        });
+        FakeServer {
+            addr,
+            requests,
+            accept,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+async fn serve(
+    mut socket: TcpStream,
+    handler: Arc<Handler>,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let head_end = loop {
+        let n = socket.read(&mut tmp).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_owned();
+    let path = first.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < length {
+        let n = socket.read(&mut tmp).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&tmp[..n]);
+    }
+    let request = Recorded {
+        method,
+        path,
+        headers,
+        body,
+    };
+    let index = {
+        let mut all = recorded.lock().expect("lock");
+        all.push(request.clone());
+        all.len() - 1
+    };
+    let reply = handler(&request, index);
+    let mut head = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", reply.status);
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if reply.sized {
+        let total: usize = reply.chunks.iter().map(|(_, c)| c.len()).sum();
+        head.push_str(&format!("content-length: {total}\r\n"));
+    }
+    head.push_str("\r\n");
+    socket.write_all(head.as_bytes()).await?;
+    socket.flush().await?;
+    for (delay, chunk) in reply.chunks {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        socket.write_all(&chunk).await?;
+        socket.flush().await?;
+    }
+    socket.shutdown().await?;
+    Ok(())
+}

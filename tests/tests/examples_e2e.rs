@@ -1,0 +1,98 @@
+//! The quickstart binary, run as a user runs it: offline, against a conforming server named
+//! by `AGENT_MODEL` and `OPENAI_BASE_URL`, and with a key missing.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use agent_tests::fake_server::{FakeServer, Reply};
+use serde_json::json;
+
+fn quickstart() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_quickstart_e2e"))
+}
+
+async fn run(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut command = tokio::process::Command::new(quickstart());
+    command.args(args).env_remove("AGENT_MODEL");
+    for var in ["OPENAI_API_KEY", "OPENAI_BASE_URL", "MISTRAL_API_KEY"] {
+        command.env_remove(var);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_quickstart_runs_offline_and_says_so() {
+    let out = run(&[], &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains("built-in scripted model"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("← calculator: 452"), "{stdout}");
+    assert!(stdout.contains("answer: The answer is 452."), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_quickstart_runs_on_any_conforming_server_named_by_agent_model() {
+    let server = FakeServer::start(|req, _| {
+        let body = req.json();
+        let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+        if last["role"] == "tool" {
+            let text = format!("It is {}.", last["content"].as_str().unwrap());
+            Reply::json(200, &json!({"choices": [{"message": {"content": text}, "finish_reason": "stop"}]}))
+        } else {
+            Reply::json(200, &json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "calculator", "arguments": "{\"expression\":\"6*7\"}"}}]}, "finish_reason": "tool_calls"}]}))
+        }
+    })
+    .await;
+    let out = run(
+        &["What is six times seven?"],
+        &[
+            ("AGENT_MODEL", "openai:gpt-4o-mini".into()),
+            ("OPENAI_BASE_URL", server.base_url()),
+            ("OPENAI_API_KEY", "x".into()),
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("model: openai:gpt-4o-mini (from AGENT_MODEL)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("answer: It is 42."), "{stdout}");
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(
+        server.requests()[0].header("authorization"),
+        Some("Bearer x")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_key_is_a_one_line_error_naming_the_variable() {
+    let out = run(
+        &[],
+        &[("AGENT_MODEL", "mistral:mistral-small-latest".into())],
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("MISTRAL_API_KEY is not set"), "{stderr}");
+}
