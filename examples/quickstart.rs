@@ -18,7 +18,7 @@ use agent_tools::Calculator;
 
 const DEFAULT_QUESTION: &str = "What is 12.5% of 3,280, plus the square root of 1,764?";
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let question = if args.is_empty() {

@@ -1,6 +1,7 @@
 //! A fake HTTP/1.1 server on 127.0.0.1 for backend tests: it records every request and
 //! answers with whatever the test's handler says, whole or in timed chunks (to split SSE
-//! events, and UTF-8 characters, across network reads). One request per connection.
+//! events, and UTF-8 characters, across network reads). Whole replies keep the connection
+//! alive; streamed ones end their body by closing it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,8 @@ pub struct Reply {
     chunks: Vec<(Duration, Vec<u8>)>,
     /// Whether to send a `content-length` (whole bodies) or end the body by closing.
     sized: bool,
+    /// How long to wait before answering at all (a model's latency).
+    latency: Duration,
 }
 
 impl Reply {
@@ -62,6 +65,7 @@ impl Reply {
             headers: vec![("content-type".into(), "application/json".into())],
             chunks: vec![(Duration::ZERO, body.to_string().into_bytes())],
             sized: true,
+            latency: Duration::ZERO,
         }
     }
 
@@ -72,6 +76,7 @@ impl Reply {
             headers: vec![("content-type".into(), content_type.into())],
             chunks: vec![(Duration::ZERO, body.into())],
             sized: true,
+            latency: Duration::ZERO,
         }
     }
 
@@ -92,7 +97,14 @@ impl Reply {
             headers: vec![("content-type".into(), "text/event-stream".into())],
             chunks,
             sized: false,
+            latency: Duration::ZERO,
         }
+    }
+
+    /// Waits this long before sending anything.
+    pub fn after(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
     }
 
     /// Adds a header.
@@ -122,7 +134,17 @@ impl FakeServer {
     pub async fn start(
         handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_with(handler, true, 0).await
+    }
+
+    /// Starts a server on a chosen port (0: any), optionally without keeping the requests
+    /// (under load; `requests()` then holds empty placeholders, one per request).
+    pub async fn start_with(
+        handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
+        record: bool,
+        port: u16,
+    ) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
@@ -134,7 +156,7 @@ impl FakeServer {
                 let handler = handler.clone();
                 let recorded = recorded.clone();
                 tokio::spawn(async move {
-                    let _ = serve(socket, handler, recorded).await;
+                    let _ = serve(socket, handler, recorded, record).await;
                 });
             }
         });
@@ -165,71 +187,103 @@ async fn serve(
     mut socket: TcpStream,
     handler: Arc<Handler>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
+    record: bool,
 ) -> std::io::Result<()> {
+    let _ = socket.set_nodelay(true);
     let mut buf = Vec::new();
     let mut tmp = [0u8; 8192];
-    let head_end = loop {
-        let n = socket.read(&mut tmp).await?;
-        if n == 0 {
+    // Keep-alive: serve requests on this connection until the client closes it or a reply
+    // ends its body by closing.
+    loop {
+        let head_end = loop {
+            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos;
+            }
+            let n = socket.read(&mut tmp).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next().unwrap_or_default().split(' ');
+        let method = first.next().unwrap_or_default().to_owned();
+        let path = first.next().unwrap_or_default().to_owned();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        buf.drain(..head_end + 4);
+        while buf.len() < length {
+            let n = socket.read(&mut tmp).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+        let body: Vec<u8> = buf.drain(..length).collect();
+        let request = Recorded {
+            method,
+            path,
+            headers,
+            body,
+        };
+        let index = {
+            let mut all = recorded.lock().expect("lock");
+            if record {
+                all.push(request.clone());
+            } else {
+                all.push(Recorded {
+                    method: String::new(),
+                    path: String::new(),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                });
+            }
+            all.len() - 1
+        };
+        let reply = handler(&request, index);
+        if !reply.latency.is_zero() {
+            tokio::time::sleep(reply.latency).await;
+        }
+        let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
+        for (name, value) in &reply.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if reply.sized {
+            let total: usize = reply.chunks.iter().map(|(_, c)| c.len()).sum();
+            head.push_str(&format!("content-length: {total}\r\n"));
+        } else {
+            head.push_str("connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        if reply.sized && reply.chunks.iter().all(|(d, _)| d.is_zero()) {
+            // One write for head and body.
+            let mut whole = head.into_bytes();
+            for (_, chunk) in &reply.chunks {
+                whole.extend_from_slice(chunk);
+            }
+            socket.write_all(&whole).await?;
+            continue;
+        }
+        socket.write_all(head.as_bytes()).await?;
+        socket.flush().await?;
+        for (delay, chunk) in reply.chunks {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            socket.write_all(&chunk).await?;
+            socket.flush().await?;
+        }
+        if !reply.sized {
+            socket.shutdown().await?;
             return Ok(());
         }
-        buf.extend_from_slice(&tmp[..n]);
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default().to_owned();
-    let path = first.next().unwrap_or_default().to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        let n = socket.read(&mut tmp).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&tmp[..n]);
     }
-    let request = Recorded {
-        method,
-        path,
-        headers,
-        body,
-    };
-    let index = {
-        let mut all = recorded.lock().expect("lock");
-        all.push(request.clone());
-        all.len() - 1
-    };
-    let reply = handler(&request, index);
-    let mut head = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", reply.status);
-    for (name, value) in &reply.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if reply.sized {
-        let total: usize = reply.chunks.iter().map(|(_, c)| c.len()).sum();
-        head.push_str(&format!("content-length: {total}\r\n"));
-    }
-    head.push_str("\r\n");
-    socket.write_all(head.as_bytes()).await?;
-    socket.flush().await?;
-    for (delay, chunk) in reply.chunks {
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        socket.write_all(&chunk).await?;
-        socket.flush().await?;
-    }
-    socket.shutdown().await?;
-    Ok(())
 }

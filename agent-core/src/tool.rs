@@ -515,9 +515,14 @@ impl ToolSet {
         Ok(args)
     }
 
-    /// Runs a checked call, contained: the tool runs on its own task, so a panic becomes a
-    /// [`ToolErrorKind::Panicked`] error; it is stopped after its timeout (the tool's own, or
-    /// `default_timeout`) and when `ctx.cancel` fires.
+    /// Runs a checked call, contained: a panic becomes a [`ToolErrorKind::Panicked`] error,
+    /// and the call is stopped after its timeout (the tool's own, or `default_timeout`) and
+    /// when `ctx.cancel` fires.
+    ///
+    /// The call runs inside the run's own task (a spawned task per call cost a cross-thread
+    /// wake-up per call, measurably). So a tool must not block its thread: blocking I/O or
+    /// long computations belong in `tokio::task::spawn_blocking`, where the timeout still
+    /// applies to the wait.
     pub async fn invoke(
         &self,
         name: &str,
@@ -533,11 +538,12 @@ impl ToolSet {
         };
         let entry = &self.entries[i];
         let timeout = entry.meta.timeout.unwrap_or(default_timeout);
-        let tool = Arc::clone(&entry.tool);
         let cancel = ctx.cancel.clone();
-        let mut task = AbortOnDrop(tokio::spawn(async move { tool.call(args, &ctx).await }));
+        let call = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            entry.tool.call(args, &ctx),
+        ));
         let outcome = tokio::select! {
-            joined = &mut task.0 => joined,
+            joined = call => joined,
             _ = tokio::time::sleep(timeout) => {
                 cancel.cancel();
                 return Err(ToolError::new(
@@ -554,11 +560,8 @@ impl ToolSet {
         };
         match outcome {
             Ok(result) => result,
-            Err(join_error) => {
-                let detail = match join_error.try_into_panic() {
-                    Ok(payload) => panic_message(payload.as_ref()),
-                    Err(e) => e.to_string(),
-                };
+            Err(payload) => {
+                let detail = panic_message(payload.as_ref());
                 Err(ToolError::new(
                     ToolErrorKind::Panicked,
                     format!("`{name}` failed with an internal error."),
@@ -566,15 +569,6 @@ impl ToolSet {
                 .with_detail(format!("tool `{name}` panicked: {detail}")))
             }
         }
-    }
-}
-
-/// Aborts the task when dropped, so that a dropped run leaves no tool running behind it.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
