@@ -145,6 +145,41 @@ pub const PRESETS: &[Preset] = &[
     },
 ];
 
+/// Assembles a complete, recorded SSE body (as a server sent it) into the answer, with the
+/// same decoder and assembler the live stream uses. For replaying recorded streams in tests
+/// and benchmarks.
+///
+/// ```
+/// use agent_core::backends::openai::assemble_sse_body;
+/// let body = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+/// assert_eq!(assemble_sse_body("openai", "m", body).unwrap().message.content, "Hi");
+/// ```
+pub fn assemble_sse_body(
+    provider: &str,
+    model: &str,
+    body: &[u8],
+) -> Result<ChatResponse, ModelError> {
+    let source = Source { provider, model };
+    let mut decoder = SseDecoder::default();
+    let mut assembler = ChunkAssembler::new(provider);
+    let mut events = decoder.push(body);
+    events.extend(decoder.finish());
+    for event in events {
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            return assembler.into_response(source);
+        }
+        if !data.is_empty() {
+            assembler.push(data, source)?;
+        }
+    }
+    if assembler.has_finished() {
+        assembler.into_response(source)
+    } else {
+        Err(source.interrupted("the stream ended before the answer was complete"))
+    }
+}
+
 /// The preset of a provider name.
 pub fn preset(provider: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.provider == provider)

@@ -99,8 +99,18 @@ struct WireFunction<'a> {
     strict: bool,
 }
 
-/// Serialises the request body for a provider flavour.
-pub(crate) fn build_body(
+/// Serialises a request into a Chat Completions body with the flavour's rules applied (this
+/// is what [`OpenAiCompatible`](super::OpenAiCompatible) sends).
+///
+/// ```
+/// use agent_core::backends::openai::{Flavor, request::build_body};
+/// use agent_core::{ChatRequest, Message};
+/// let req = ChatRequest { messages: vec![Message::user("hi")], ..Default::default() };
+/// let body = build_body(Flavor::Mistral, "mistral-small-latest", &req, true).unwrap();
+/// let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+/// assert!(json.get("stream_options").is_none());
+/// ```
+pub fn build_body(
     flavor: Flavor,
     model: &str,
     request: &ChatRequest,
