@@ -193,7 +193,7 @@ fn serialisation(c: &mut Criterion) {
     let mut group = c.benchmark_group("request serialisation (OpenAI body)");
     for n in [10, 100, 1000] {
         let request = ChatRequest {
-            messages: history(n),
+            messages: history(n).into(),
             ..Default::default()
         };
         group.bench_with_input(BenchmarkId::from_parameter(n), &request, |b, request| {

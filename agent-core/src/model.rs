@@ -71,7 +71,7 @@ pub enum ResponseFormat {
 /// ```
 /// use agent_core::{ChatRequest, Message};
 /// let req = ChatRequest {
-///     messages: vec![Message::user("Say hi")],
+///     messages: vec![Message::user("Say hi")].into(),
 ///     temperature: Some(0.2),
 ///     ..Default::default()
 /// };
@@ -79,8 +79,10 @@ pub enum ResponseFormat {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
-    /// The conversation, system messages included.
-    pub messages: Vec<Message>,
+    /// The conversation, system messages included. Shared: an agent's run hands its history
+    /// to the request without copying it, and cloning a request is cheap. Build one from a
+    /// `Vec` with `.into()`.
+    pub messages: Arc<Vec<Message>>,
     /// The tools the model may call. Shared, since it is the same on every turn of a run.
     #[serde(default)]
     pub tools: Arc<[ToolSpec]>,

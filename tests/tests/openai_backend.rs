@@ -321,7 +321,7 @@ async fn mistral_ids_are_mapped_and_a_bridge_separates_tool_and_user() {
     let server = FakeServer::start(|_, _| ok_text("ok")).await;
     let model = generic_model("mistral", &server);
     let request = ChatRequest {
-        messages: history_with_tool_turn("call_Wq3xK8vN2mPz7LbR5tYc1DhE"),
+        messages: history_with_tool_turn("call_Wq3xK8vN2mPz7LbR5tYc1DhE").into(),
         tool_choice: ToolChoice::Required,
         tools: vec![agent_core::ToolSpec {
             name: "calculator".into(),
@@ -365,7 +365,7 @@ async fn mistral_ids_are_mapped_and_a_bridge_separates_tool_and_user() {
 async fn reasoning_goes_back_only_to_deepseek_and_only_on_tool_calling_turns() {
     let server = FakeServer::start(|_, _| ok_text("ok")).await;
     let request = ChatRequest {
-        messages: history_with_tool_turn("call_1"),
+        messages: history_with_tool_turn("call_1").into(),
         ..Default::default()
     };
     generic_model("deepseek", &server)
@@ -402,7 +402,7 @@ async fn strict_tools_get_openai_strict_schemas() {
     let tools = agent_core::ToolSet::new([Arc::new(strict) as Arc<dyn Tool>]).unwrap();
     let server = FakeServer::start(|_, _| ok_text("ok")).await;
     let request = ChatRequest {
-        messages: vec![agent_core::Message::user("x")],
+        messages: vec![agent_core::Message::user("x")].into(),
         tools: tools.specs().clone(),
         ..Default::default()
     };
@@ -431,7 +431,7 @@ async fn strict_tools_get_openai_strict_schemas() {
 async fn extra_fields_are_merged_and_win_over_ours() {
     let server = FakeServer::start(|_, _| ok_text("ok")).await;
     let mut request = ChatRequest {
-        messages: vec![agent_core::Message::user("x")],
+        messages: vec![agent_core::Message::user("x")].into(),
         max_output_tokens: Some(5),
         ..Default::default()
     };
@@ -867,7 +867,7 @@ async fn a_streamed_answer_collects_to_the_same_response_as_a_whole_one() {
     let server = FakeServer::start(calculator_turns("openai")).await;
     let model = generic_model("openai", &server);
     let request = ChatRequest {
-        messages: vec![agent_core::Message::user("2+3?")],
+        messages: vec![agent_core::Message::user("2+3?")].into(),
         ..Default::default()
     };
     let whole = model.chat(&request).await.unwrap();

@@ -355,7 +355,7 @@ async fn the_scripted_model_records_every_request() {
     assert_eq!(requests.len(), 2);
     let first = &requests[0];
     assert_eq!(
-        first.messages,
+        *first.messages,
         vec![
             Message::system("Be exact."),
             Message::user("six times seven?")

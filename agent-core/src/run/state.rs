@@ -2,6 +2,7 @@
 //! same actions, which is what makes a run testable, resumable and serialisable.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -112,10 +113,12 @@ enum Phase {
 pub struct RunState {
     version: u32,
     run_id: String,
-    /// Sent before the run's own messages: instructions and earlier history.
-    context: Vec<Message>,
-    /// What this run added.
-    new_messages: Vec<Message>,
+    /// The whole conversation: instructions and earlier history, then what this run added
+    /// (from `new_from` on). Shared with the request of a model call in flight, so a turn
+    /// does not copy the history; appending copies it only if someone still holds a request.
+    messages: Arc<Vec<Message>>,
+    /// Where this run's own messages begin.
+    new_from: usize,
     settings: ModelSettings,
     limits: RunLimits,
     turns: u32,
@@ -136,11 +139,14 @@ impl RunState {
         settings: ModelSettings,
         limits: RunLimits,
     ) -> Self {
+        let new_from = context.len();
+        let mut messages = context;
+        messages.extend(input);
         RunState {
             version: STATE_VERSION,
             run_id: run_id.into(),
-            context,
-            new_messages: input,
+            messages: Arc::new(messages),
+            new_from,
             settings,
             limits,
             turns: 0,
@@ -158,7 +164,19 @@ impl RunState {
 
     /// The messages this run added so far.
     pub fn new_messages(&self) -> &[Message] {
-        &self.new_messages
+        self.messages.get(self.new_from..).unwrap_or_default()
+    }
+
+    fn push(&mut self, message: Message) {
+        Arc::make_mut(&mut self.messages).push(message);
+    }
+
+    /// Takes this run's messages out (the run is over).
+    fn take_new_messages(&mut self) -> Vec<Message> {
+        let all = Arc::try_unwrap(std::mem::take(&mut self.messages))
+            .unwrap_or_else(|shared| (*shared).clone());
+        let mut all = all;
+        all.split_off(self.new_from.min(all.len()))
     }
 
     /// The request options of every model call.
@@ -232,7 +250,7 @@ impl RunState {
                         is_error: true,
                     },
                 };
-                self.new_messages.push(Message::Tool(result));
+                self.push(Message::Tool(result));
             }
         }
         AgentError::Cancelled {
@@ -261,17 +279,19 @@ impl RunState {
     }
 
     fn model_request(&mut self, tools: &ToolSet, wrap_up: bool) -> Action {
-        let total = self.context.len() + self.new_messages.len() + usize::from(wrap_up);
-        let mut messages = Vec::with_capacity(total);
-        messages.extend_from_slice(&self.context);
-        messages.extend_from_slice(&self.new_messages);
-        if let Err(e) = check_history(&messages) {
+        if let Err(e) = check_history(&self.messages) {
             self.phase = Phase::Done;
             return Action::Failed(AgentError::History(e));
         }
-        if wrap_up {
-            messages.push(Message::user(WRAP_UP_PROMPT));
-        }
+        let messages = if wrap_up {
+            // The wrap-up prompt goes to the model, not into the history.
+            let mut with_prompt = Vec::with_capacity(self.messages.len() + 1);
+            with_prompt.extend_from_slice(&self.messages);
+            with_prompt.push(Message::user(WRAP_UP_PROMPT));
+            Arc::new(with_prompt)
+        } else {
+            Arc::clone(&self.messages)
+        };
         let s = &self.settings;
         Action::CallModel(ChatRequest {
             messages,
@@ -309,7 +329,7 @@ impl RunState {
             // dropped so the history stays valid.
             message.tool_calls.clear();
             let text = message.content.clone();
-            self.new_messages.push(Message::Assistant(message));
+            self.push(Message::Assistant(message));
             let stop_reason = if wrap_up {
                 StopReason::MaxTurns
             } else {
@@ -340,7 +360,7 @@ impl RunState {
                 },
             })
             .collect();
-        self.new_messages.push(Message::Assistant(message));
+        self.push(Message::Assistant(message));
         self.phase = Phase::RunTools { slots };
         if self.pending_count() == 0 {
             // Every call was refused by the checks: record them now.
@@ -397,7 +417,7 @@ impl RunState {
             } else {
                 *count = 0;
             }
-            self.new_messages.push(Message::Tool(result));
+            self.push(Message::Tool(result));
         }
         if let Some((tool, failures, last_error)) = over_limit {
             self.phase = Phase::Done;
@@ -426,7 +446,7 @@ impl RunState {
     fn take_partial(&mut self) -> PartialRun {
         PartialRun {
             run_id: self.run_id.clone(),
-            new_messages: std::mem::take(&mut self.new_messages),
+            new_messages: self.take_new_messages(),
             usage: self.usage,
             turns: self.turns,
         }
@@ -436,7 +456,7 @@ impl RunState {
         RunResult {
             run_id: self.run_id.clone(),
             text,
-            new_messages: std::mem::take(&mut self.new_messages),
+            new_messages: self.take_new_messages(),
             usage: self.usage,
             turn_usage: std::mem::take(&mut self.turn_usage),
             turns: self.turns,

@@ -105,7 +105,7 @@ struct WireFunction<'a> {
 /// ```
 /// use agent_core::backends::openai::{Flavor, request::build_body};
 /// use agent_core::{ChatRequest, Message};
-/// let req = ChatRequest { messages: vec![Message::user("hi")], ..Default::default() };
+/// let req = ChatRequest { messages: vec![Message::user("hi")].into(), ..Default::default() };
 /// let body = build_body(Flavor::Mistral, "mistral-small-latest", &req, true).unwrap();
 /// let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
 /// assert!(json.get("stream_options").is_none());
