@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p agent-core`
 
+// A benchmark, like a test, may stop at the first broken assumption.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 
