@@ -140,6 +140,9 @@ pub struct Target {
     pub provider: String,
     /// The model, for errors.
     pub model: String,
+    /// A provider's own reading of its error bodies, applied after the generic one (Gemini
+    /// says "bad key" with a 400, and "wait" in the body rather than a header).
+    pub refine_error: Option<fn(&mut ModelError, &[u8])>,
 }
 
 impl Target {
@@ -359,6 +362,9 @@ pub fn error_from_response(
         .with_status(status);
     error.code = parsed.code.or(parsed.kind);
     error.retry_after = retry_after(headers);
+    if let Some(refine) = target.refine_error {
+        refine(&mut error, body);
+    }
     error
 }
 
@@ -524,6 +530,7 @@ mod tests {
             headers: HeaderMap::new(),
             provider: "openai".into(),
             model: "m".into(),
+            refine_error: None,
         }
     }
 

@@ -4,10 +4,12 @@
 //! Each backend's quirks live in its own module and nowhere else; the loop sees only the
 //! message model of [`crate::message`].
 
+pub mod anthropic;
 pub mod http;
 pub mod openai;
 pub mod registry;
 pub mod sse;
+mod stream;
 
 pub use http::{ApiKey, HttpConfig, RetryPolicy};
 pub use openai::{Flavor, OpenAiCompatible};

@@ -34,6 +34,9 @@ pub struct SseDecoder {
     data: String,
     has_data: bool,
     event: Option<String>,
+    /// Lines that are not SSE fields at all (Gemini sends a mid-stream error as a bare JSON
+    /// object), kept for the caller to inspect.
+    raw: String,
 }
 
 impl SseDecoder {
@@ -95,6 +98,10 @@ impl SseDecoder {
             None => (line.as_ref(), ""),
         };
         match field {
+            _ if line.starts_with(['{', '}', '[', ']', ' ', '"']) => {
+                self.raw.push_str(&line);
+                self.raw.push('\n');
+            }
             "data" => {
                 if self.has_data {
                     self.data.push('\n');
@@ -106,6 +113,11 @@ impl SseDecoder {
             _ => {}
         }
         None
+    }
+
+    /// Takes the lines that were not SSE fields (see the `raw` field), if any.
+    pub fn take_raw(&mut self) -> Option<String> {
+        (!self.raw.trim().is_empty()).then(|| std::mem::take(&mut self.raw))
     }
 
     fn dispatch(&mut self) -> Option<SseEvent> {
@@ -171,6 +183,15 @@ mod tests {
     fn data_without_space_and_a_missing_final_blank_line() {
         let e = all(&[b"data:x\n\ndata: last"]);
         assert_eq!(data(&e), ["x", "last"]);
+    }
+
+    #[test]
+    fn bare_json_lines_are_kept_aside() {
+        let mut d = SseDecoder::default();
+        let events = d.push(b"data: a\n\n{\n  \"error\": {\"code\": 500}\n}\n");
+        assert_eq!(data(&events), ["a"]);
+        let raw = d.take_raw().unwrap();
+        assert!(raw.contains("\"error\""), "{raw}");
     }
 
     #[test]

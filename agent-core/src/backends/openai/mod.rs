@@ -11,22 +11,18 @@
 pub mod request;
 mod response;
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::pin::Pin;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use tokio::time::Instant;
 
 use super::http::{ApiKey, HttpClient, HttpConfig, Target, redact_url};
 use super::sse::SseDecoder;
+use super::stream::{SseHandler, stream_sse};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::model::{
-    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, StreamEvent, response_events,
+    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, response_events,
 };
 use response::{ChunkAssembler, Source};
 
@@ -57,6 +53,14 @@ pub enum Flavor {
 impl Flavor {
     fn accepts_stream_options(self) -> bool {
         !matches!(self, Flavor::Mistral | Flavor::Generic)
+    }
+
+    /// The preset name of this flavour (for errors raised while streaming).
+    fn provider_name(self) -> &'static str {
+        PRESETS
+            .iter()
+            .find(|p| p.flavor == self)
+            .map_or("openai-compatible", |p| p.provider)
     }
 }
 
@@ -424,6 +428,7 @@ impl OpenAiBuilder {
                 headers,
                 provider: provider.to_owned(),
                 model: self.model.clone(),
+                refine_error: None,
             },
             model: self.model,
             http: HttpClient::new(self.http)?,
@@ -482,143 +487,65 @@ impl ChatModel for OpenAiCompatible {
                 response_events(parsed).into_iter().map(Ok),
             )));
         }
-        let state = SseState {
-            body: Box::pin(response.bytes_stream()),
-            decoder: SseDecoder::default(),
-            assembler: ChunkAssembler::new(&self.provider),
-            queue: VecDeque::new(),
-            idle: self.http.config().stream_idle_timeout,
-            last_event: Instant::now(),
-            provider: self.provider.clone(),
-            model: self.model.clone(),
-            done: false,
-        };
-        Ok(Box::pin(futures::stream::unfold(
-            state,
-            |mut state| async move {
-                let item = state.next_item().await?;
-                Some((item, state))
+        let handler = SseHandler {
+            state: OpenAiStream {
+                assembler: ChunkAssembler::new(&self.provider),
+                provider: self.provider.clone(),
+                model: self.model.clone(),
+                saw_done: false,
             },
-        )))
+            push: |stream: &mut OpenAiStream, data: &str| {
+                if data == "[DONE]" {
+                    stream.saw_done = true;
+                    return Ok((Vec::new(), true));
+                }
+                let source = Source {
+                    provider: &stream.provider,
+                    model: &stream.model,
+                };
+                stream
+                    .assembler
+                    .push(data, source)
+                    .map(|events| (events, false))
+            },
+            finish: |stream: OpenAiStream, _raw: Option<String>| {
+                let source = Source {
+                    provider: &stream.provider,
+                    model: &stream.model,
+                };
+                // Without `[DONE]`, a stream is complete only if the server said why it
+                // finished; otherwise it was cut short.
+                if stream.saw_done || stream.assembler.has_finished() {
+                    stream.assembler.into_response(source)
+                } else {
+                    Err(source.interrupted(
+                        "the stream ended before the answer was complete (no finish_reason, no [DONE])",
+                    ))
+                }
+            },
+        };
+        Ok(stream_sse(
+            response.bytes_stream(),
+            self.http.config().stream_idle_timeout,
+            self.flavor.provider_name(),
+            self.model.clone(),
+            handler,
+        ))
     }
+}
+
+/// The state of one streamed Chat Completions answer.
+struct OpenAiStream {
+    assembler: ChunkAssembler,
+    provider: String,
+    model: String,
+    saw_done: bool,
 }
 
 impl Source<'_> {
     fn interrupted(&self, message: &str) -> ModelError {
         ModelError::new(ModelErrorKind::StreamInterrupted, message)
             .with_provider(self.provider, self.model)
-    }
-}
-
-type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
-
-/// The state of one SSE answer being read.
-struct SseState {
-    body: ByteStream,
-    decoder: SseDecoder,
-    assembler: ChunkAssembler,
-    queue: VecDeque<Result<StreamEvent, ModelError>>,
-    idle: Duration,
-    /// When the last event (not comment) arrived: keep-alives do not move it.
-    last_event: Instant,
-    provider: String,
-    model: String,
-    done: bool,
-}
-
-impl SseState {
-    fn source(&self) -> Source<'_> {
-        Source {
-            provider: &self.provider,
-            model: &self.model,
-        }
-    }
-
-    async fn next_item(&mut self) -> Option<Result<StreamEvent, ModelError>> {
-        loop {
-            if let Some(item) = self.queue.pop_front() {
-                return Some(item);
-            }
-            if self.done {
-                return None;
-            }
-            let deadline = self.last_event + self.idle;
-            match tokio::time::timeout_at(deadline, self.body.next()).await {
-                Err(_) => {
-                    let error = self.source().interrupted(&format!(
-                        "no data for {}s (keep-alives do not count); giving up on the stream",
-                        self.idle.as_secs()
-                    ));
-                    self.fail(error);
-                }
-                Ok(Some(Ok(bytes))) => {
-                    let events = self.decoder.push(&bytes);
-                    self.handle(events);
-                }
-                Ok(Some(Err(e))) => {
-                    let error = self
-                        .source()
-                        .interrupted(&format!("the connection broke: {e}"));
-                    self.fail(error);
-                }
-                Ok(None) => {
-                    let last: Vec<_> = self.decoder.finish().into_iter().collect();
-                    self.handle(last);
-                    if !self.done {
-                        if self.assembler.has_finished() {
-                            // No `[DONE]`, but the server said why it finished: complete.
-                            self.complete();
-                        } else {
-                            let error = self.source().interrupted(
-                                "the stream ended before the answer was complete (no finish_reason, no [DONE])",
-                            );
-                            self.fail(error);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn handle(&mut self, events: Vec<super::sse::SseEvent>) {
-        for event in events {
-            if self.done {
-                return;
-            }
-            self.last_event = Instant::now();
-            let data = event.data.trim();
-            if data.is_empty() {
-                continue;
-            }
-            if data == "[DONE]" {
-                self.complete();
-                return;
-            }
-            let source = Source {
-                provider: &self.provider,
-                model: &self.model,
-            };
-            match self.assembler.push(data, source) {
-                Ok(events) => self.queue.extend(events.into_iter().map(Ok)),
-                Err(error) => self.fail(error),
-            }
-        }
-    }
-
-    fn complete(&mut self) {
-        self.done = true;
-        let assembler = std::mem::replace(&mut self.assembler, ChunkAssembler::new(""));
-        let source = Source {
-            provider: &self.provider,
-            model: &self.model,
-        };
-        self.queue
-            .push_back(assembler.into_response(source).map(StreamEvent::Completed));
-    }
-
-    fn fail(&mut self, error: ModelError) {
-        self.done = true;
-        self.queue.push_back(Err(error));
     }
 }
 
