@@ -14,7 +14,16 @@ fn quickstart() -> PathBuf {
 async fn run(args: &[&str], env: &[(&str, String)]) -> Output {
     let mut command = tokio::process::Command::new(quickstart());
     command.args(args).env_remove("AGENT_MODEL");
-    for var in ["OPENAI_API_KEY", "OPENAI_BASE_URL", "MISTRAL_API_KEY"] {
+    for var in [
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "MISTRAL_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "GEMINI_BASE_URL",
+    ] {
         command.env_remove(var);
     }
     for (k, v) in env {
@@ -95,4 +104,63 @@ async fn a_missing_key_is_a_one_line_error_naming_the_variable() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("MISTRAL_API_KEY is not set"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_quickstart_runs_on_anthropic_and_gemini_servers_named_by_their_base_urls() {
+    let anthropic = FakeServer::start(|req, _| {
+        let body = req.json();
+        let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+        match last["content"][0]["type"].as_str() {
+            Some("tool_result") => {
+                let text = format!("It is {}.", last["content"][0]["content"].as_str().unwrap());
+                Reply::json(200, &json!({"content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "usage": {"input_tokens": 9, "output_tokens": 3}}))
+            }
+            _ => Reply::json(200, &json!({"content": [{"type": "tool_use", "id": "toolu_1", "name": "calculator", "input": {"expression": "6*7"}}],
+                "stop_reason": "tool_use", "usage": {"input_tokens": 9, "output_tokens": 3}})),
+        }
+    })
+    .await;
+    let gemini = FakeServer::start(|req, _| {
+        let body = req.json();
+        let last = body["contents"].as_array().unwrap().last().unwrap().clone();
+        match last["parts"][0].pointer("/functionResponse/response/output") {
+            Some(output) => Reply::json(200, &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": format!("It is {}.", output.as_str().unwrap())}]}, "finishReason": "STOP"}]})),
+            None => Reply::json(200, &json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "calculator", "args": {"expression": "6*7"}}}]}, "finishReason": "STOP"}]})),
+        }
+    })
+    .await;
+    for (model, vars) in [
+        (
+            "anthropic:claude-sonnet-4-5",
+            vec![
+                ("ANTHROPIC_BASE_URL", format!("http://{}", anthropic.addr())),
+                ("ANTHROPIC_API_KEY", "x".to_owned()),
+            ],
+        ),
+        (
+            "gemini:gemini-2.5-flash",
+            vec![
+                ("GEMINI_BASE_URL", format!("http://{}", gemini.addr())),
+                ("GEMINI_API_KEY", "x".to_owned()),
+            ],
+        ),
+    ] {
+        let mut env = vars;
+        env.push(("AGENT_MODEL", model.to_owned()));
+        let out = run(&["What is six times seven?"], &env).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{model}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!("model: {model} (from AGENT_MODEL)")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("answer: It is 42."), "{stdout}");
+    }
+    assert_eq!(anthropic.requests().len(), 2);
+    assert_eq!(gemini.requests().len(), 2);
 }

@@ -853,7 +853,7 @@ fn the_registry_knows_every_preset_and_names_missing_keys() {
     assert!(
         error
             .to_string()
-            .contains("available providers: deepseek, groq"),
+            .contains("available providers: anthropic, deepseek, gemini, groq"),
         "{error}"
     );
     assert_eq!(

@@ -5,12 +5,15 @@
 //! message model of [`crate::message`].
 
 pub mod anthropic;
+pub mod gemini;
 pub mod http;
 pub mod openai;
 pub mod registry;
 pub mod sse;
 mod stream;
 
+pub use anthropic::Anthropic;
+pub use gemini::Gemini;
 pub use http::{ApiKey, HttpConfig, RetryPolicy};
 pub use openai::{Flavor, OpenAiCompatible};
 pub use registry::{ModelFactory, ModelRegistry, ModelSpec};

@@ -109,6 +109,22 @@ impl ModelRegistry {
                 }),
             );
         }
+        let anthropic_lookup = Arc::clone(&lookup);
+        registry.register(
+            "anthropic",
+            Arc::new(move |model: &str| {
+                super::anthropic::Anthropic::from_lookup(model, &*anthropic_lookup)
+                    .map(|m| Arc::new(m) as Arc<dyn ChatModel>)
+            }),
+        );
+        let gemini_lookup = Arc::clone(&lookup);
+        registry.register(
+            "gemini",
+            Arc::new(move |model: &str| {
+                super::gemini::Gemini::from_lookup(model, &*gemini_lookup)
+                    .map(|m| Arc::new(m) as Arc<dyn ChatModel>)
+            }),
+        );
         registry
     }
 
