@@ -15,13 +15,13 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use super::http::{ApiKey, HttpClient, HttpConfig, Target, redact_url};
-use super::stream::{SseHandler, stream_sse};
+use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var, redact_url};
+use super::stream::{SseHandler, stream_response};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::message::{AssistantMessage, ContentPart, Message, Reasoning, ToolCall, Usage};
 use crate::model::{
     Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, StreamEvent,
-    ToolChoice, response_events,
+    ToolChoice,
 };
 
 /// The API version header every request carries.
@@ -65,15 +65,11 @@ impl Anthropic {
         base_url: Option<&str>,
         http: HttpConfig,
     ) -> Result<Self, ModelError> {
-        let base = base_url
-            .unwrap_or("https://api.anthropic.com")
-            .trim_end_matches('/');
-        if reqwest::Url::parse(base).is_err() {
-            return Err(config_error(
-                model,
-                format!("`{}` is not a valid base URL", redact_url(base)),
-            ));
-        }
+        let base = check_base_url(
+            base_url.unwrap_or("https://api.anthropic.com"),
+            "anthropic",
+            model,
+        )?;
         // The SDK's base URL has no version; accept one with `/v1` too.
         let url = if base.ends_with("/v1") {
             format!("{base}/messages")
@@ -108,11 +104,7 @@ impl Anthropic {
         model: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ModelError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| env_var(lookup, name);
         let key = get("ANTHROPIC_API_KEY").ok_or_else(|| {
             config_error(
                 model,
@@ -143,10 +135,6 @@ impl Anthropic {
             )
             .with_provider("anthropic", self.model.clone())
         })
-    }
-
-    fn error(&self, kind: ModelErrorKind, message: impl Into<String>) -> ModelError {
-        ModelError::new(kind, message).with_provider("anthropic", self.model.clone())
     }
 }
 
@@ -594,23 +582,6 @@ impl ChatModel for Anthropic {
             .http
             .post_stream(&self.target, self.body(request, true)?)
             .await?;
-        let is_sse = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
-        if !is_sse {
-            let bytes = response.bytes().await.map_err(|e| {
-                self.error(
-                    ModelErrorKind::StreamInterrupted,
-                    format!("reading the response failed: {e}"),
-                )
-            })?;
-            let parsed = parse_response(&bytes, &self.model)?;
-            return Ok(Box::pin(futures::stream::iter(
-                response_events(parsed).into_iter().map(Ok),
-            )));
-        }
         let handler = SseHandler {
             state: (StreamAssembler::default(), self.model.clone()),
             push: |(assembler, model): &mut (StreamAssembler, String), data: &str| {
@@ -629,14 +600,16 @@ impl ChatModel for Anthropic {
                 }
             },
         };
-        let events = stream_sse(
-            response.bytes_stream(),
-            self.http.config().stream_idle_timeout,
+        let model = self.model.clone();
+        stream_response(
+            response,
+            self.http.config(),
             "anthropic",
             self.model.clone(),
             handler,
-        );
-        Ok(events)
+            |bytes| parse_response(bytes, &model),
+        )
+        .await
     }
 }
 

@@ -314,6 +314,30 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// A configuration variable through a lookup: trimmed, and `None` when unset or empty.
+pub(crate) fn env_var(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// A base URL without its trailing `/`, or a configuration error naming it (redacted).
+pub(crate) fn check_base_url<'a>(
+    base: &'a str,
+    provider: &str,
+    model: &str,
+) -> Result<&'a str, ModelError> {
+    let base = base.trim_end_matches('/');
+    if reqwest::Url::parse(base).is_err() {
+        return Err(ModelError::new(
+            ModelErrorKind::Configuration,
+            format!("`{}` is not a valid base URL", redact_url(base)),
+        )
+        .with_provider(provider, model));
+    }
+    Ok(base)
+}
+
 /// A URL without user info or query string (either could hold a credential).
 pub fn redact_url(url: &str) -> String {
     let Ok(mut parsed) = reqwest::Url::parse(url) else {

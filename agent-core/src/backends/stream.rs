@@ -13,9 +13,10 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
+use super::http::HttpConfig;
 use super::sse::SseDecoder;
 use crate::error::{ModelError, ModelErrorKind};
-use crate::model::{ChatResponse, ChatStream, StreamEvent};
+use crate::model::{ChatResponse, ChatStream, StreamEvent, response_events};
 
 type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
@@ -39,8 +40,52 @@ struct Driver<S, P, F> {
     model: String,
 }
 
+/// Streams a response: an event stream through `handler`; a whole JSON body (a server that
+/// ignored `stream: true`, or answered an error as JSON) through `parse_whole`, replayed as
+/// events.
+pub(crate) async fn stream_response<S, P, F>(
+    response: reqwest::Response,
+    config: &HttpConfig,
+    provider: &'static str,
+    model: String,
+    handler: SseHandler<S, P, F>,
+    parse_whole: impl FnOnce(&[u8]) -> Result<ChatResponse, ModelError>,
+) -> Result<ChatStream, ModelError>
+where
+    S: Send + 'static,
+    P: FnMut(&mut S, &str) -> Result<(Vec<StreamEvent>, bool), ModelError> + Send + 'static,
+    F: FnOnce(S, Option<String>) -> Result<ChatResponse, ModelError> + Send + 'static,
+{
+    let is_event_stream = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if is_event_stream {
+        return Ok(stream_sse(
+            response.bytes_stream(),
+            config.stream_idle_timeout,
+            provider,
+            model,
+            handler,
+        ));
+    }
+    let interrupted = |message: String| {
+        ModelError::new(ModelErrorKind::StreamInterrupted, message)
+            .with_provider(provider, model.clone())
+    };
+    let bytes = tokio::time::timeout(config.request_timeout, response.bytes())
+        .await
+        .map_err(|_| interrupted("the response body timed out".into()))?
+        .map_err(|e| interrupted(format!("reading the response failed: {e}")))?;
+    let parsed = parse_whole(&bytes)?;
+    Ok(Box::pin(futures::stream::iter(
+        response_events(parsed).into_iter().map(Ok),
+    )))
+}
+
 /// Streams an SSE body through a backend's handler.
-pub(crate) fn stream_sse<S, P, F>(
+fn stream_sse<S, P, F>(
     body: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
     idle: Duration,
     provider: &'static str,

@@ -21,13 +21,13 @@ use serde_json::{Map, Value, json};
 
 pub use schema::gemini_schema;
 
-use super::http::{ApiKey, HttpClient, HttpConfig, Target, redact_url};
-use super::stream::{SseHandler, stream_sse};
+use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var, redact_url};
+use super::stream::{SseHandler, stream_response};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::message::{AssistantMessage, ContentPart, Message, Reasoning, ToolCall, Usage};
 use crate::model::{
     Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, ResponseFormat,
-    StreamEvent, ToolChoice, response_events,
+    StreamEvent, ToolChoice,
 };
 
 /// Ids we make up for calls Gemini sent without one start with this; they are never sent
@@ -70,15 +70,11 @@ impl Gemini {
         base_url: Option<&str>,
         http: HttpConfig,
     ) -> Result<Self, ModelError> {
-        let base = base_url
-            .unwrap_or("https://generativelanguage.googleapis.com/v1beta")
-            .trim_end_matches('/');
-        if reqwest::Url::parse(base).is_err() {
-            return Err(config_error(
-                model,
-                format!("`{}` is not a valid base URL", redact_url(base)),
-            ));
-        }
+        let base = check_base_url(
+            base_url.unwrap_or("https://generativelanguage.googleapis.com/v1beta"),
+            "gemini",
+            model,
+        )?;
         let base = if base.ends_with("/v1beta") || base.ends_with("/v1") {
             base.to_owned()
         } else {
@@ -111,11 +107,7 @@ impl Gemini {
         model: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ModelError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| env_var(lookup, name);
         let key = get("GEMINI_API_KEY").or_else(|| get("GOOGLE_API_KEY")).ok_or_else(|| {
             config_error(
                 model,
@@ -582,24 +574,6 @@ impl ChatModel for Gemini {
             .http
             .post_stream(&self.stream, self.body(request)?)
             .await?;
-        let is_sse = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
-        if !is_sse {
-            let bytes = response.bytes().await.map_err(|e| {
-                ModelError::new(
-                    ModelErrorKind::StreamInterrupted,
-                    format!("reading the response failed: {e}"),
-                )
-                .with_provider("gemini", self.model.clone())
-            })?;
-            let parsed = parse_response(&bytes, &self.model)?;
-            return Ok(Box::pin(futures::stream::iter(
-                response_events(parsed).into_iter().map(Ok),
-            )));
-        }
         let handler = SseHandler {
             state: (Assembler::default(), self.model.clone()),
             push: |(assembler, model): &mut (Assembler, String), data: &str| {
@@ -631,13 +605,16 @@ impl ChatModel for Gemini {
                 }
             },
         };
-        Ok(stream_sse(
-            response.bytes_stream(),
-            self.http.config().stream_idle_timeout,
+        let model = self.model.clone();
+        stream_response(
+            response,
+            self.http.config(),
             "gemini",
             self.model.clone(),
             handler,
-        ))
+            |bytes| parse_response(bytes, &model),
+        )
+        .await
     }
 }
 

@@ -17,13 +17,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
-use super::http::{ApiKey, HttpClient, HttpConfig, Target, redact_url};
+use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var, redact_url};
 use super::sse::SseDecoder;
-use super::stream::{SseHandler, stream_sse};
+use super::stream::{SseHandler, stream_response};
 use crate::error::{ModelError, ModelErrorKind};
-use crate::model::{
-    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, response_events,
-};
+use crate::model::{Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream};
 use response::{ChunkAssembler, Source};
 
 pub use request::strict_schema;
@@ -253,11 +251,7 @@ impl OpenAiCompatible {
     ) -> Result<Self, ModelError> {
         let mut builder = Self::builder(provider)?.model(model);
         let preset = builder.preset;
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| env_var(lookup, name);
         if let Some(base) = get(preset.base_url_env) {
             builder = builder.base_url(if preset.flavor == Flavor::Ollama {
                 ollama_base_url(&base)
@@ -397,18 +391,13 @@ impl OpenAiBuilder {
         if self.model.trim().is_empty() {
             return Err(config_error("no model name given".into()));
         }
-        let Some(base) = self.base_url.as_deref().map(|b| b.trim_end_matches('/')) else {
+        let Some(base) = self.base_url.as_deref() else {
             return Err(config_error(format!(
                 "no base URL: set {} (e.g. http://127.0.0.1:8000/v1)",
                 self.preset.base_url_env
             )));
         };
-        if reqwest::Url::parse(base).is_err() {
-            return Err(config_error(format!(
-                "`{}` is not a valid base URL",
-                redact_url(base)
-            )));
-        }
+        let base = check_base_url(base, provider, &self.model)?;
         let mut headers = HeaderMap::new();
         if let Some(key) = &self.api_key {
             headers.insert(AUTHORIZATION, key.header_value("Bearer ")?);
@@ -468,25 +457,6 @@ impl ChatModel for OpenAiCompatible {
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
         let body = self.body(request, true)?;
         let response = self.http.post_stream(&self.target, body).await?;
-        let is_sse = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
-        if !is_sse {
-            // The server ignored `stream: true` (or answered an error as JSON): read it whole.
-            let bytes = tokio::time::timeout(self.http.config().request_timeout, response.bytes())
-                .await
-                .map_err(|_| self.source().interrupted("the response body timed out"))?
-                .map_err(|e| {
-                    self.source()
-                        .interrupted(&format!("reading the response failed: {e}"))
-                })?;
-            let parsed = response::parse_response(&bytes, self.source())?;
-            return Ok(Box::pin(futures::stream::iter(
-                response_events(parsed).into_iter().map(Ok),
-            )));
-        }
         let handler = SseHandler {
             state: OpenAiStream {
                 assembler: ChunkAssembler::new(&self.provider),
@@ -524,13 +494,16 @@ impl ChatModel for OpenAiCompatible {
                 }
             },
         };
-        Ok(stream_sse(
-            response.bytes_stream(),
-            self.http.config().stream_idle_timeout,
+        let source = self.source();
+        stream_response(
+            response,
+            self.http.config(),
             self.flavor.provider_name(),
             self.model.clone(),
             handler,
-        ))
+            |bytes| response::parse_response(bytes, source),
+        )
+        .await
     }
 }
 
