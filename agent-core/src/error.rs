@@ -335,6 +335,19 @@ pub enum AgentError {
         /// What the run had done before.
         partial: Box<PartialRun>,
     },
+    /// The model kept calling the same tool with the same arguments for the same result,
+    /// after being told.
+    #[error(
+        "the run was stopped: `{tool}` was called {repeats} times in a row with the same arguments and result"
+    )]
+    StuckLoop {
+        /// The tool.
+        tool: String,
+        /// How many identical calls in a row.
+        repeats: u32,
+        /// What the run had done before.
+        partial: Box<PartialRun>,
+    },
     /// The turn limit was reached and the run is configured to fail rather than wrap up.
     #[error("the run reached its limit of {max_turns} turns without a final answer")]
     MaxTurns {
@@ -349,6 +362,17 @@ pub enum AgentError {
     /// The memory store failed.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// A hook or guardrail stopped the run.
+    #[error("the run was stopped: {reason}")]
+    Stopped {
+        /// Why, as the hook or guardrail said.
+        reason: String,
+        /// What the run had done before.
+        partial: Box<PartialRun>,
+    },
+    /// The input was refused by an input guardrail before any model call.
+    #[error("the input was refused: {0}")]
+    InputRejected(String),
     /// The caller cancelled the run.
     #[error("the run was cancelled")]
     Cancelled {
@@ -367,6 +391,8 @@ impl AgentError {
             AgentError::Model { partial, .. }
             | AgentError::ToolFailureLimit { partial, .. }
             | AgentError::MaxTurns { partial, .. }
+            | AgentError::StuckLoop { partial, .. }
+            | AgentError::Stopped { partial, .. }
             | AgentError::Cancelled { partial } => Some(partial),
             _ => None,
         }

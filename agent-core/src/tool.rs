@@ -53,6 +53,8 @@ pub struct ToolMeta {
     pub timeout: Option<Duration>,
     /// Ask the provider to enforce the parameter schema exactly (OpenAI strict mode).
     pub strict: bool,
+    /// Pause the run for a human's decision before every call.
+    pub needs_approval: bool,
 }
 
 impl ToolMeta {
@@ -63,6 +65,7 @@ impl ToolMeta {
             parallel_safe: true,
             timeout: None,
             strict: false,
+            needs_approval: false,
         }
     }
 
@@ -82,6 +85,12 @@ impl ToolMeta {
     /// Sets whether calls may run concurrently.
     pub fn parallel(mut self, parallel_safe: bool) -> Self {
         self.parallel_safe = parallel_safe;
+        self
+    }
+
+    /// Pauses the run for a human's decision before every call.
+    pub fn with_approval(mut self) -> Self {
+        self.needs_approval = true;
         self
     }
 
@@ -381,7 +390,12 @@ pub struct ToolSet {
     entries: Arc<[ToolEntry]>,
     index: Arc<HashMap<String, usize>>,
     specs: Arc<[ToolSpec]>,
+    approval: Option<ApprovalPolicy>,
 }
+
+/// Decides, from a tool's name and its checked arguments (`None` when they are invalid),
+/// whether a call needs a human's approval.
+pub type ApprovalPolicy = Arc<dyn Fn(&str, Option<&Value>) -> bool + Send + Sync>;
 
 impl fmt::Debug for ToolSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -435,7 +449,28 @@ impl ToolSet {
             entries: entries.into(),
             index: Arc::new(index),
             specs: specs.into(),
+            approval: None,
         })
+    }
+
+    /// Adds a policy that can require approval for calls (on top of
+    /// [`ToolMeta::needs_approval`]).
+    pub fn with_approval_policy(mut self, policy: ApprovalPolicy) -> Self {
+        self.approval = Some(policy);
+        self
+    }
+
+    /// Whether a call of this tool with these checked arguments (`None`: invalid) must wait
+    /// for a human. Unknown tools never do: there is nothing to approve.
+    pub fn needs_approval(&self, name: &str, args: Option<&Value>) -> bool {
+        let Some(meta) = self.meta(name) else {
+            return false;
+        };
+        meta.needs_approval
+            || self
+                .approval
+                .as_ref()
+                .is_some_and(|policy| policy(name, args))
     }
 
     /// A set with no tools.

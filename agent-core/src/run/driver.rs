@@ -8,11 +8,12 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field};
 
+use super::control::{HookAction, RunEvent, RunHooks, ToolHookAction};
 use super::state::{Action, Input, RunState, ToolInvocation, ToolOutcome};
 use super::{RunLimits, RunResult};
-use crate::error::{AgentError, ToolError, ToolErrorKind};
-use crate::model::ChatModel;
-use crate::tool::{ToolContext, ToolSet};
+use crate::error::{AgentError, ModelError, ModelErrorKind, ToolError, ToolErrorKind};
+use crate::model::{ChatModel, ChatRequest, ChatResponse, StreamEvent};
+use crate::tool::{ToolContext, ToolOutput, ToolSet};
 
 /// Runs a state machine to its end: calls the model, runs the tools, feeds the outcomes back.
 ///
@@ -25,20 +26,59 @@ pub async fn drive(
     agent: &str,
     cancel: &CancellationToken,
 ) -> Result<RunResult, AgentError> {
+    let mut ignore = |_: RunEvent| {};
+    let controls = RunControls {
+        hooks: &[],
+        emit: &mut ignore,
+    };
+    drive_with(state, model, tools, agent, cancel, Input::Resume, controls).await
+}
+
+/// The caller's side of [`drive_with`]: hooks to consult and where events go.
+pub struct RunControls<'a> {
+    /// Consulted around every model and tool call, in order.
+    pub hooks: &'a [Arc<dyn RunHooks>],
+    /// Receives every [`RunEvent`] as it happens.
+    pub emit: &'a mut (dyn FnMut(RunEvent) + Send),
+}
+
+/// [`drive`] with a first input (for example [`Input::Approvals`] when resuming a paused
+/// run), hooks and events.
+pub async fn drive_with(
+    state: &mut RunState,
+    model: &dyn ChatModel,
+    tools: &ToolSet,
+    agent: &str,
+    cancel: &CancellationToken,
+    first: Input,
+    controls: RunControls<'_>,
+) -> Result<RunResult, AgentError> {
+    let RunControls { hooks, emit } = controls;
     let limits = state.limits().clone();
     let stream = state.settings().stream;
     let run_id: Arc<str> = Arc::from(state.run_id());
     let agent: Arc<str> = Arc::from(agent);
-    let mut input = Input::Resume;
+    let mut input = first;
     loop {
         let action = state.step(tools, input);
-        if cancel.is_cancelled() && !matches!(action, Action::Finished(_) | Action::Failed(_)) {
+        if cancel.is_cancelled() && matches!(action, Action::CallModel(_) | Action::RunTools(_)) {
             return Err(state.cancel());
         }
         input = match action {
             Action::Finished(result) => return Ok(result),
             Action::Failed(error) => return Err(error),
+            Action::AwaitApproval(pending) => {
+                emit(RunEvent::ApprovalRequested(pending.clone()));
+                return Ok(state.interrupted_result(pending));
+            }
             Action::CallModel(request) => {
+                for hook in hooks {
+                    if let HookAction::Stop(reason) = hook.before_model(&request).await {
+                        return Err(state.stop(reason));
+                    }
+                }
+                let turn = state.turns() + 1;
+                emit(RunEvent::TurnStarted { turn });
                 let span = tracing::info_span!(
                     "chat",
                     gen_ai.operation.name = "chat",
@@ -52,7 +92,7 @@ pub async fn drive(
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => None,
-                        r = call_model(model, &request, stream) => Some(r),
+                        r = call_model(model, &request, stream, &mut *emit) => Some(r),
                     }
                 };
                 match call.instrument(span.clone()).await {
@@ -64,6 +104,18 @@ pub async fn drive(
                             "gen_ai.response.finish_reasons",
                             field::debug(&response.finish_reason),
                         );
+                        emit(RunEvent::Usage(response.usage));
+                        emit(RunEvent::TurnFinished {
+                            turn,
+                            usage: response.usage,
+                        });
+                        for hook in hooks {
+                            if let HookAction::Stop(reason) = hook.after_model(&response).await {
+                                // The answer is recorded first, so the history shows it.
+                                let _ = state.step(tools, Input::ModelResponse(response));
+                                return Err(state.stop(reason));
+                            }
+                        }
                         Input::ModelResponse(response)
                     }
                     Some(Err(error)) => {
@@ -80,11 +132,14 @@ pub async fn drive(
                     agent: &agent,
                     cancel,
                 };
-                let outcomes = runner.run(invocations).await;
-                if cancel.is_cancelled() {
+                let (outcomes, stop) = runner.run_with(invocations, hooks, &mut *emit).await;
+                if cancel.is_cancelled() || stop.is_some() {
                     // Record what finished, then end: nothing is lost, nothing unanswered.
                     let _ = state.step(tools, Input::ToolResults(outcomes));
-                    return Err(state.cancel());
+                    return Err(match stop {
+                        Some(reason) => state.stop(reason),
+                        None => state.cancel(),
+                    });
                 }
                 Input::ToolResults(outcomes)
             }
@@ -92,16 +147,62 @@ pub async fn drive(
     }
 }
 
+fn stopped_before() -> ToolError {
+    ToolError::new(
+        ToolErrorKind::Cancelled,
+        "The run was stopped before this call.",
+    )
+}
+
+fn finished_event(name: &str, outcome: &ToolOutcome) -> RunEvent {
+    let (content, is_error) = match &outcome.result {
+        Ok(output) => (output.clone().into_content(), false),
+        Err(error) => (format!("Error: {}", error.message), true),
+    };
+    RunEvent::ToolCallFinished {
+        call_id: outcome.call_id.clone(),
+        name: name.to_owned(),
+        content,
+        is_error,
+        duration: outcome.duration,
+    }
+}
+
 async fn call_model(
     model: &dyn ChatModel,
-    request: &crate::model::ChatRequest,
+    request: &ChatRequest,
     stream: bool,
-) -> Result<crate::model::ChatResponse, crate::error::ModelError> {
-    if stream {
-        crate::model::collect_stream(model.chat_stream(request).await?).await
-    } else {
-        model.chat(request).await
+    emit: &mut (dyn FnMut(RunEvent) + Send),
+) -> Result<ChatResponse, ModelError> {
+    if !stream {
+        let response = model.chat(request).await?;
+        if let Some(text) = response
+            .message
+            .reasoning
+            .as_ref()
+            .and_then(|r| r.text.clone())
+        {
+            emit(RunEvent::ReasoningDelta(text));
+        }
+        if !response.message.content.is_empty() {
+            emit(RunEvent::TextDelta(response.message.content.clone()));
+        }
+        return Ok(response);
     }
+    let mut events = model.chat_stream(request).await?;
+    while let Some(event) = events.next().await {
+        match event? {
+            StreamEvent::TextDelta(text) => emit(RunEvent::TextDelta(text)),
+            StreamEvent::ReasoningDelta(text) => emit(RunEvent::ReasoningDelta(text)),
+            StreamEvent::Completed(response) => return Ok(response),
+            _ => {}
+        }
+    }
+    Err(ModelError::new(
+        ModelErrorKind::StreamInterrupted,
+        "the stream ended without a complete answer",
+    )
+    .with_provider(model.provider(), model.model()))
 }
 
 /// Runs the tool calls of one turn for a run: the tools, the limits, and the run's
@@ -121,6 +222,85 @@ pub struct ToolRunner<'a> {
 }
 
 impl ToolRunner<'_> {
+    /// [`run`](Self::run) with hooks and events: each call is announced, offered to the
+    /// hooks (which may skip it, rewrite its arguments or stop the run), run, offered to
+    /// the hooks again, and reported. Returns the outcomes in call order, and a hook's
+    /// reason to stop, if one said so (calls after that point are not run).
+    pub async fn run_with(
+        &self,
+        invocations: Vec<ToolInvocation>,
+        hooks: &[Arc<dyn RunHooks>],
+        emit: &mut (dyn FnMut(RunEvent) + Send),
+    ) -> (Vec<ToolOutcome>, Option<String>) {
+        let mut runnable = Vec::with_capacity(invocations.len());
+        let mut decided: Vec<(ToolInvocation, Result<ToolOutput, ToolError>)> = Vec::new();
+        let mut stop = None;
+        for mut invocation in invocations {
+            if stop.is_some() {
+                decided.push((invocation, Err(stopped_before())));
+                continue;
+            }
+            let mut skipped = None;
+            for hook in hooks {
+                match hook.before_tool(&invocation).await {
+                    ToolHookAction::Continue => {}
+                    ToolHookAction::Skip(result) => skipped = Some(result),
+                    ToolHookAction::RewriteArgs(args) => {
+                        let call = crate::message::ToolCall::new(
+                            invocation.call_id.clone(),
+                            invocation.name.clone(),
+                            &args,
+                        );
+                        match self.tools.check_call(&call) {
+                            Ok(args) => invocation.args = args,
+                            Err(error) => skipped = Some(Err(error)),
+                        }
+                    }
+                    ToolHookAction::Stop(reason) => stop = Some(reason),
+                }
+                if skipped.is_some() || stop.is_some() {
+                    break;
+                }
+            }
+            match (skipped, &stop) {
+                (Some(result), _) => decided.push((invocation, result)),
+                (None, Some(_)) => decided.push((invocation, Err(stopped_before()))),
+                (None, None) => {
+                    emit(RunEvent::ToolCallStarted {
+                        call_id: invocation.call_id.clone(),
+                        name: invocation.name.clone(),
+                        arguments: invocation.args.clone(),
+                    });
+                    runnable.push(invocation);
+                }
+            }
+        }
+        let ran = runnable.clone();
+        let mut outcomes = self.run(runnable).await;
+        for (outcome, invocation) in outcomes.iter_mut().zip(&ran) {
+            for hook in hooks {
+                match hook.after_tool(invocation, &outcome.result).await {
+                    ToolHookAction::Skip(result) => outcome.result = result,
+                    ToolHookAction::Stop(reason) => {
+                        stop.get_or_insert(reason);
+                    }
+                    ToolHookAction::Continue | ToolHookAction::RewriteArgs(_) => {}
+                }
+            }
+            emit(finished_event(&invocation.name, outcome));
+        }
+        for (invocation, result) in decided {
+            let outcome = ToolOutcome {
+                call_id: invocation.call_id,
+                result,
+                duration: std::time::Duration::ZERO,
+            };
+            emit(finished_event(&invocation.name, &outcome));
+            outcomes.push(outcome);
+        }
+        (outcomes, stop)
+    }
+
     /// Runs one turn's tool calls and returns their outcomes in call order.
     ///
     /// Consecutive parallel-safe calls run concurrently (at most `limits.max_parallel_tools`
@@ -174,6 +354,7 @@ impl ToolRunner<'_> {
                     ToolErrorKind::Cancelled,
                     format!("`{name}` was not run because the run was cancelled."),
                 )),
+                duration: std::time::Duration::ZERO,
             };
         }
         let span = tracing::info_span!(
@@ -206,6 +387,10 @@ impl ToolRunner<'_> {
                 error.message
             );
         }
-        ToolOutcome { call_id, result }
+        ToolOutcome {
+            call_id,
+            result,
+            duration: started.elapsed(),
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! that carries out its actions with a [`ChatModel`](crate::ChatModel) and a
 //! [`ToolSet`](crate::ToolSet).
 
+mod control;
 mod driver;
 mod state;
 
@@ -20,8 +21,12 @@ use tokio_util::sync::CancellationToken;
 use crate::message::{Message, Usage};
 use crate::model::{ResponseFormat, ToolChoice};
 
-pub use driver::{ToolRunner, drive};
-pub use state::{Action, Input, RunState, STATE_VERSION, ToolInvocation, ToolOutcome};
+pub use control::{HookAction, RunEvent, RunHooks, ToolHookAction};
+pub use driver::{RunControls, ToolRunner, drive, drive_with};
+pub use state::{
+    Action, Approval, Input, Interruption, PendingApproval, RunState, STATE_VERSION,
+    ToolInvocation, ToolOutcome,
+};
 
 /// What to do when the turn limit is reached while the model still calls tools.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +67,15 @@ pub struct RunLimits {
     pub tool_timeout: Duration,
     /// How many parallel-safe tool calls run at once (default 8).
     pub max_parallel_tools: usize,
+    /// The same tool, with the same arguments, giving the same result this many times in a
+    /// row: the model is told; once more and the run stops with
+    /// [`AgentError::StuckLoop`](crate::AgentError::StuckLoop) (default 3; 0 turns it off).
+    #[serde(default = "default_identical_calls")]
+    pub max_identical_calls: u32,
+}
+
+fn default_identical_calls() -> u32 {
+    3
 }
 
 impl Default for RunLimits {
@@ -72,6 +86,7 @@ impl Default for RunLimits {
             max_consecutive_tool_failures: 3,
             tool_timeout: Duration::from_secs(60),
             max_parallel_tools: 8,
+            max_identical_calls: 3,
         }
     }
 }
@@ -130,6 +145,8 @@ pub enum StopReason {
     ContentFilter,
     /// The turn limit was reached; the answer came from the wrap-up call.
     MaxTurns,
+    /// Paused: tool calls wait for a human's decision (see [`RunResult::interruption`]).
+    AwaitingApproval,
 }
 
 /// The outcome of a finished run.
@@ -149,6 +166,9 @@ pub struct RunResult {
     pub turns: u32,
     /// Why the run ended.
     pub stop_reason: StopReason,
+    /// Set when the run paused for approval: the calls waiting and the state to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption: Option<Box<Interruption>>,
 }
 
 /// What a run had done when it ended without an answer. Its messages keep the history

@@ -2,6 +2,7 @@
 //! same actions, which is what makes a run testable, resumable and serialisable.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,41 @@ pub enum Input {
     ModelFailed(ModelError),
     /// The tool calls of the last [`Action::RunTools`] finished, one outcome per invocation.
     ToolResults(Vec<ToolOutcome>),
+    /// A human's decisions on calls of the last [`Action::AwaitApproval`]. Calls without a
+    /// decision stay pending.
+    Approvals(Vec<(String, Approval)>),
+}
+
+/// A human's decision on a tool call that needed approval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Approval {
+    /// Run it as the model asked.
+    Approve,
+    /// Do not run it; the model reads this message as the call's (failed) result.
+    Reject {
+        /// Why, for the model.
+        message: String,
+    },
+    /// Run it with these arguments instead (checked against the tool's schema first).
+    Edit {
+        /// The new arguments.
+        args: Value,
+    },
+}
+
+/// A tool call waiting for a human's decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// The call's id (decisions refer to it).
+    pub call_id: String,
+    /// The tool.
+    pub name: String,
+    /// The arguments as the model wrote them.
+    pub arguments: String,
+    /// What is wrong with the arguments, when they do not match the tool's schema (such a
+    /// call cannot be approved as is, only edited or rejected).
+    pub problem: Option<String>,
 }
 
 /// What the state machine asks the driver to do.
@@ -43,6 +79,9 @@ pub enum Action {
     /// Run these tool calls (already checked against their schemas) and report their
     /// outcomes. Calls that failed the checks have been answered already.
     RunTools(Vec<ToolInvocation>),
+    /// Some calls need a human's decision: pause, ask, and come back with
+    /// [`Input::Approvals`].
+    AwaitApproval(Vec<PendingApproval>),
     /// The run is over.
     Finished(RunResult),
     /// The run failed.
@@ -67,14 +106,28 @@ pub struct ToolOutcome {
     pub call_id: String,
     /// What the tool returned.
     pub result: Result<ToolOutput, ToolError>,
+    /// How long it ran.
+    pub duration: std::time::Duration,
 }
 
 /// One slot per tool call of the latest assistant message: answered, or waiting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 enum Slot {
-    Answered { result: ToolResult },
-    Pending { invocation: ToolInvocation },
+    Answered {
+        result: ToolResult,
+    },
+    Pending {
+        invocation: ToolInvocation,
+    },
+    /// Waits for a human: the call as the model made it, its checked arguments when they
+    /// were valid, and what is wrong with them when not (malformed calls fail closed: they
+    /// go to the human, never to the tool).
+    AwaitingApproval {
+        call: ToolCall,
+        args: Option<Value>,
+        problem: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -126,6 +179,10 @@ pub struct RunState {
     turn_usage: Vec<Usage>,
     /// Consecutive failures per tool name.
     failures: BTreeMap<String, u32>,
+    /// Fingerprint of the last tool call (tool, arguments, result) and how many times in a
+    /// row it has repeated.
+    #[serde(default)]
+    last_call: Option<(u64, u32)>,
     phase: Phase,
 }
 
@@ -153,6 +210,7 @@ impl RunState {
             usage: Usage::default(),
             turn_usage: Vec::new(),
             failures: BTreeMap::new(),
+            last_call: None,
             phase: Phase::CallModel,
         }
     }
@@ -232,6 +290,11 @@ impl RunState {
                     return action;
                 }
             }
+            Input::Approvals(decisions) => {
+                if let Some(action) = self.on_approvals(tools, decisions) {
+                    return action;
+                }
+            }
         }
         self.next_action(tools)
     }
@@ -239,6 +302,27 @@ impl RunState {
     /// Ends the run as cancelled: every pending tool call is answered with a cancellation
     /// result so the history keeps its invariant, and the error carries that history.
     pub fn cancel(&mut self) -> AgentError {
+        self.close_pending("the run was cancelled before this call finished");
+        AgentError::Cancelled {
+            partial: Box::new(self.take_partial()),
+        }
+    }
+
+    /// Ends the run because a hook or guardrail said so, with the same guarantee as
+    /// [`cancel`](Self::cancel): no call is left unanswered.
+    pub fn stop(&mut self, reason: impl Into<String>) -> AgentError {
+        let reason = reason.into();
+        self.close_pending(&format!(
+            "the run was stopped before this call finished ({reason})"
+        ));
+        AgentError::Stopped {
+            reason,
+            partial: Box::new(self.take_partial()),
+        }
+    }
+
+    /// Answers every call still open with an error saying why, and ends the run.
+    fn close_pending(&mut self, why: &str) {
         if let Phase::RunTools { slots } = std::mem::replace(&mut self.phase, Phase::Done) {
             for slot in slots {
                 let result = match slot {
@@ -246,16 +330,17 @@ impl RunState {
                     Slot::Pending { invocation } => ToolResult {
                         call_id: invocation.call_id,
                         name: invocation.name,
-                        content: "Error: the run was cancelled before this call finished.".into(),
+                        content: format!("Error: {why}."),
                         is_error: true,
                     },
+                    Slot::AwaitingApproval { call, .. } => {
+                        ToolResult::error(&call, format!("Error: {why}."))
+                    }
                 };
                 self.push(Message::Tool(result));
             }
         }
-        AgentError::Cancelled {
-            partial: Box::new(self.take_partial()),
-        }
+        self.phase = Phase::Done;
     }
 
     /// The action for the current phase.
@@ -263,15 +348,32 @@ impl RunState {
         match &self.phase {
             Phase::CallModel => self.model_request(tools, false),
             Phase::WrapUp => self.model_request(tools, true),
-            Phase::RunTools { slots } => Action::RunTools(
-                slots
+            Phase::RunTools { slots } => {
+                let waiting: Vec<PendingApproval> = slots
                     .iter()
                     .filter_map(|s| match s {
-                        Slot::Pending { invocation } => Some(invocation.clone()),
-                        Slot::Answered { .. } => None,
+                        Slot::AwaitingApproval { call, problem, .. } => Some(PendingApproval {
+                            call_id: call.id.clone(),
+                            name: call.name.clone(),
+                            arguments: call.arguments.clone(),
+                            problem: problem.clone(),
+                        }),
+                        _ => None,
                     })
-                    .collect(),
-            ),
+                    .collect();
+                if !waiting.is_empty() {
+                    return Action::AwaitApproval(waiting);
+                }
+                Action::RunTools(
+                    slots
+                        .iter()
+                        .filter_map(|s| match s {
+                            Slot::Pending { invocation } => Some(invocation.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            }
             Phase::Done => {
                 Action::Failed(AgentError::InvalidState("the run is already over".into()))
             }
@@ -347,17 +449,31 @@ impl RunState {
         let slots = message
             .tool_calls
             .iter()
-            .map(|call| match tools.check_call(call) {
-                Ok(args) => Slot::Pending {
-                    invocation: ToolInvocation {
-                        call_id: call.id.clone(),
-                        name: call.name.clone(),
+            .map(|call| {
+                let checked = tools.check_call(call);
+                if tools.needs_approval(&call.name, checked.as_ref().ok()) {
+                    let (args, problem) = match checked {
+                        Ok(args) => (Some(args), None),
+                        Err(error) => (None, Some(error.message)),
+                    };
+                    return Slot::AwaitingApproval {
+                        call: call.clone(),
                         args,
+                        problem,
+                    };
+                }
+                match checked {
+                    Ok(args) => Slot::Pending {
+                        invocation: ToolInvocation {
+                            call_id: call.id.clone(),
+                            name: call.name.clone(),
+                            args,
+                        },
                     },
-                },
-                Err(error) => Slot::Answered {
-                    result: error_result(call, &error),
-                },
+                    Err(error) => Slot::Answered {
+                        result: error_result(call, &error),
+                    },
+                }
             })
             .collect();
         self.push(Message::Assistant(message));
@@ -373,7 +489,7 @@ impl RunState {
         match &self.phase {
             Phase::RunTools { slots } => slots
                 .iter()
-                .filter(|s| matches!(s, Slot::Pending { .. }))
+                .filter(|s| !matches!(s, Slot::Answered { .. }))
                 .count(),
             _ => 0,
         }
@@ -390,9 +506,26 @@ impl RunState {
             .map(|o| (o.call_id, o.result))
             .collect();
         let mut over_limit: Option<(String, u32, String)> = None;
+        let mut stuck: Option<(String, u32)> = None;
+        let arguments: Vec<(String, String)> = self
+            .messages
+            .iter()
+            .rev()
+            .find_map(Message::as_assistant)
+            .map(|a| {
+                a.tool_calls
+                    .iter()
+                    .map(|c| (c.id.clone(), c.arguments.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         for slot in slots {
-            let result = match slot {
+            let mut result = match slot {
                 Slot::Answered { result } => result,
+                Slot::AwaitingApproval { call, .. } => ToolResult::error(
+                    &call,
+                    "Error: this call was never approved, so it was not run.",
+                ),
                 Slot::Pending { invocation } => {
                     let call = ToolCall::raw(invocation.call_id, invocation.name, String::new());
                     match outcomes.remove(&call.id) {
@@ -417,7 +550,33 @@ impl RunState {
             } else {
                 *count = 0;
             }
+            let args = arguments
+                .iter()
+                .find(|(id, _)| *id == result.call_id)
+                .map_or("", |(_, a)| a.as_str());
+            match self.note_repeat(&result, args) {
+                Repeat::Fresh => {}
+                Repeat::Warn(times) => result.content.push_str(&format!(
+                    "\n\nNote: this is the {times}th time in a row that `{}` was called with \
+                     the same arguments and gave the same result. Calling it again will not \
+                     change the result: use it, or try something different.",
+                    result.name
+                )),
+                Repeat::Stuck(times) => {
+                    if stuck.is_none() {
+                        stuck = Some((result.name.clone(), times));
+                    }
+                }
+            }
             self.push(Message::Tool(result));
+        }
+        if let Some((tool, repeats)) = stuck {
+            self.phase = Phase::Done;
+            return Some(Action::Failed(AgentError::StuckLoop {
+                tool,
+                repeats,
+                partial: Box::new(self.take_partial()),
+            }));
         }
         if let Some((tool, failures, last_error)) = over_limit {
             self.phase = Phase::Done;
@@ -443,6 +602,113 @@ impl RunState {
         None
     }
 
+    /// Tracks identical consecutive calls (same tool, arguments and result).
+    fn note_repeat(&mut self, result: &ToolResult, args: &str) -> Repeat {
+        let limit = self.limits.max_identical_calls;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&result.name, args.trim(), &result.content, result.is_error).hash(&mut hasher);
+        let fingerprint = hasher.finish();
+        let times = match self.last_call {
+            Some((last, times)) if last == fingerprint => times + 1,
+            _ => 1,
+        };
+        self.last_call = Some((fingerprint, times));
+        if limit == 0 || times < limit {
+            Repeat::Fresh
+        } else if times == limit {
+            Repeat::Warn(times)
+        } else {
+            Repeat::Stuck(times)
+        }
+    }
+
+    fn on_approvals(
+        &mut self,
+        tools: &ToolSet,
+        decisions: Vec<(String, Approval)>,
+    ) -> Option<Action> {
+        let Phase::RunTools { slots } = &mut self.phase else {
+            return Some(Action::Failed(AgentError::InvalidState(
+                "approvals arrived while no call was waiting for one".into(),
+            )));
+        };
+        for (call_id, decision) in decisions {
+            let Some(slot) = slots
+                .iter_mut()
+                .find(|s| matches!(s, Slot::AwaitingApproval { call, .. } if call.id == call_id))
+            else {
+                continue;
+            };
+            let Slot::AwaitingApproval {
+                call,
+                args,
+                problem,
+            } = slot
+            else {
+                continue;
+            };
+            let invocation = |args: Value| Slot::Pending {
+                invocation: ToolInvocation {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    args,
+                },
+            };
+            let next = match decision {
+                Approval::Approve => match (args.take(), problem.take()) {
+                    (Some(args), _) => invocation(args),
+                    (None, problem) => Slot::Answered {
+                        result: ToolResult::error(
+                            call,
+                            format!(
+                                "Error: the arguments were invalid, so the call was not run: {}",
+                                problem.unwrap_or_default()
+                            ),
+                        ),
+                    },
+                },
+                Approval::Reject { message } => Slot::Answered {
+                    result: ToolResult::error(
+                        call,
+                        format!("Error: the user rejected this call: {message}"),
+                    ),
+                },
+                Approval::Edit { args } => {
+                    let edited = ToolCall::new(call.id.clone(), call.name.clone(), &args);
+                    match tools.check_call(&edited) {
+                        Ok(args) => invocation(args),
+                        Err(error) => Slot::Answered {
+                            result: error_result(call, &error),
+                        },
+                    }
+                }
+            };
+            *slot = next;
+        }
+        if self.pending_count() == 0 {
+            return self.on_tool_results(Vec::new());
+        }
+        None
+    }
+
+    /// The result of a run paused for approval: what it did so far, the calls waiting, and
+    /// the state to resume from (which this one stays, too).
+    pub(crate) fn interrupted_result(&self, pending: Vec<PendingApproval>) -> RunResult {
+        RunResult {
+            run_id: self.run_id.clone(),
+            text: String::new(),
+            new_messages: self.new_messages().to_vec(),
+            usage: self.usage,
+            turn_usage: self.turn_usage.clone(),
+            turns: self.turns,
+            stop_reason: StopReason::AwaitingApproval,
+            interruption: Some(Box::new(Interruption {
+                pending,
+                state: self.clone(),
+            })),
+        }
+    }
+
     fn take_partial(&mut self) -> PartialRun {
         PartialRun {
             run_id: self.run_id.clone(),
@@ -461,8 +727,28 @@ impl RunState {
             turn_usage: std::mem::take(&mut self.turn_usage),
             turns: self.turns,
             stop_reason,
+            interruption: None,
         }
     }
+}
+
+/// Whether a call repeats the previous one, and how often.
+enum Repeat {
+    Fresh,
+    /// The limit was reached: tell the model.
+    Warn(u32),
+    /// The model went on anyway.
+    Stuck(u32),
+}
+
+/// A run paused for human approval: the calls waiting and the state to resume from (it
+/// serialises, so the decision can come from another process).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interruption {
+    /// The calls waiting for a decision.
+    pub pending: Vec<PendingApproval>,
+    /// The run's state.
+    pub state: RunState,
 }
 
 /// The result message for a failed call: says it is an error and what to do about it.

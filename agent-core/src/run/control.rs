@@ -1,0 +1,143 @@
+//! What a caller sees and steers while a run goes: [`RunEvent`]s as they happen, and
+//! [`RunHooks`] that may continue, skip a tool, rewrite its arguments or stop the run.
+//!
+//! Both are driver-side: the state machine knows nothing of them, so a run paused and
+//! resumed elsewhere keeps the same decisions.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::RunResult;
+use super::state::{PendingApproval, ToolInvocation};
+use crate::error::{AgentError, ToolError};
+use crate::message::Usage;
+use crate::model::{ChatRequest, ChatResponse};
+use crate::tool::ToolOutput;
+
+/// Something that happened in a run, in order.
+///
+/// With a streaming model (`LlmAgent::builder(..).streaming(true)`) text and reasoning
+/// arrive as many small deltas; without, one delta per turn.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunEvent {
+    /// A model call begins (turns count from 1).
+    TurnStarted {
+        /// Its number.
+        turn: u32,
+    },
+    /// Answer text.
+    TextDelta(String),
+    /// Reasoning text.
+    ReasoningDelta(String),
+    /// A tool call is about to run, with its checked arguments.
+    ToolCallStarted {
+        /// The call's id.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// Its arguments.
+        arguments: Value,
+    },
+    /// A tool call finished (or was skipped by a hook).
+    ToolCallFinished {
+        /// The call's id.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// What the model will read.
+        content: String,
+        /// Whether it failed.
+        is_error: bool,
+        /// How long it ran.
+        duration: Duration,
+    },
+    /// Tokens used by the model call that just ended.
+    Usage(Usage),
+    /// A model call ended.
+    TurnFinished {
+        /// Its number.
+        turn: u32,
+        /// Its tokens.
+        usage: Usage,
+    },
+    /// The run paused: these calls wait for a human's decision. The final event follows.
+    ApprovalRequested(Vec<PendingApproval>),
+    /// The run ended with a result (also when paused for approval).
+    Finished(RunResult),
+    /// The run ended with an error.
+    Failed(AgentError),
+}
+
+/// What a model hook decides.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HookAction {
+    /// Go on.
+    Continue,
+    /// End the run with [`AgentError::Stopped`] and this reason.
+    Stop(String),
+}
+
+/// What a tool hook decides.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolHookAction {
+    /// Go on.
+    Continue,
+    /// Before the call: do not run it, use this result. After: replace the result.
+    Skip(Result<ToolOutput, ToolError>),
+    /// Before the call: run it with these arguments instead (checked against the schema).
+    RewriteArgs(Value),
+    /// End the run with [`AgentError::Stopped`] and this reason.
+    Stop(String),
+}
+
+/// Typed callbacks around each model call and each tool call. Every method has a default
+/// that continues, so a hook implements only what it needs. Guardrails on tool arguments
+/// and results are hooks too.
+///
+/// ```
+/// use agent_core::{async_trait, ToolInvocation, run::{RunHooks, ToolHookAction}};
+///
+/// /// Refuses to delete anything.
+/// struct NoDeletes;
+///
+/// #[async_trait]
+/// impl RunHooks for NoDeletes {
+///     async fn before_tool(&self, call: &ToolInvocation) -> ToolHookAction {
+///         if call.name == "delete_file" {
+///             return ToolHookAction::Skip(Err(agent_core::ToolError::permission_denied(
+///                 "deleting files is not allowed in this session",
+///             )));
+///         }
+///         ToolHookAction::Continue
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait RunHooks: Send + Sync {
+    /// Before each model call.
+    async fn before_model(&self, _request: &ChatRequest) -> HookAction {
+        HookAction::Continue
+    }
+
+    /// After each model call.
+    async fn after_model(&self, _response: &ChatResponse) -> HookAction {
+        HookAction::Continue
+    }
+
+    /// Before each tool call that passed the checks.
+    async fn before_tool(&self, _call: &ToolInvocation) -> ToolHookAction {
+        ToolHookAction::Continue
+    }
+
+    /// After each tool call, with its result.
+    async fn after_tool(
+        &self,
+        _call: &ToolInvocation,
+        _result: &Result<ToolOutput, ToolError>,
+    ) -> ToolHookAction {
+        ToolHookAction::Continue
+    }
+}
