@@ -16,8 +16,13 @@ use crate::error::{AgentError, ToolError, ToolSetError};
 use crate::memory::{ContextPolicy, KeepAll, Memory};
 use crate::message::Message;
 use crate::model::ChatModel;
-use crate::run::{ModelSettings, RunContext, RunLimits, RunResult, RunState, drive, new_run_id};
-use crate::tool::{Tool, ToolContext, ToolMeta, ToolOutput, ToolSet};
+use crate::run::{
+    Approval, Input, ModelSettings, PartialRun, RunContext, RunControls, RunEvent, RunHooks,
+    RunLimits, RunResult, RunState, StopReason, ToolHookAction, ToolInvocation, drive_with,
+    new_run_id,
+};
+use crate::tool::{ApprovalPolicy, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet};
+use futures::{Stream, StreamExt};
 
 /// Something that takes a task and returns a result.
 #[async_trait]
@@ -58,6 +63,10 @@ pub struct LlmAgent {
     context_policy: Arc<dyn ContextPolicy>,
     limits: RunLimits,
     settings: ModelSettings,
+    hooks: Vec<Arc<dyn RunHooks>>,
+    input_guardrails: Vec<InputGuardrail>,
+    output_guardrails: Vec<OutputGuardrail>,
+    max_output_retries: u32,
 }
 
 impl fmt::Debug for LlmAgent {
@@ -87,6 +96,11 @@ impl LlmAgent {
             context_policy: Arc::new(KeepAll),
             limits: RunLimits::default(),
             settings: ModelSettings::default(),
+            hooks: Vec::new(),
+            input_guardrails: Vec::new(),
+            output_guardrails: Vec::new(),
+            max_output_retries: 2,
+            approval_policy: None,
         }
     }
 
@@ -125,11 +139,88 @@ impl LlmAgent {
 
     /// Runs a run state to its end: a new one from [`start`](Self::start), or one restored
     /// from a saved state. On success the run's messages are appended to the session in
-    /// `ctx`, if any.
-    pub async fn resume(
+    /// `ctx`, if any (a run paused for approval appends nothing until it finishes).
+    pub async fn resume(&self, state: RunState, ctx: &RunContext) -> Result<RunResult, AgentError> {
+        self.execute(state, Input::Resume, ctx, &mut |_| {}).await
+    }
+
+    /// Continues a run paused for approval ([`StopReason::AwaitingApproval`]) with a
+    /// human's decisions, given by call id. The state may come from another process
+    /// (it serialises); calls left without a decision stay pending.
+    ///
+    /// [`StopReason::AwaitingApproval`]: crate::StopReason::AwaitingApproval
+    pub async fn resume_with_approvals(
+        &self,
+        state: RunState,
+        decisions: Vec<(String, Approval)>,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        self.execute(state, Input::Approvals(decisions), ctx, &mut |_| {})
+            .await
+    }
+
+    /// Runs a task and streams what happens: turns, text and reasoning deltas, tool calls
+    /// and their results, usage, approval requests, and last `Finished` or `Failed`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futures::StreamExt;
+    /// use agent_core::{LlmAgent, RunContext, run::RunEvent, testing::ScriptedModel};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let agent = LlmAgent::builder(Arc::new(ScriptedModel::new().then_text("Hi!"))).build().unwrap();
+    /// let ctx = RunContext::new();
+    /// let events: Vec<RunEvent> = agent.run_stream("Hello", &ctx).collect().await;
+    /// assert!(matches!(events.last(), Some(RunEvent::Finished(r)) if r.text == "Hi!"));
+    /// # });
+    /// ```
+    pub fn run_stream<'a>(
+        &'a self,
+        input: &'a str,
+        ctx: &'a RunContext,
+    ) -> impl Stream<Item = RunEvent> + Send + 'a {
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        let run = async move {
+            let mut emit = |event: RunEvent| {
+                let _ = sender.unbounded_send(event);
+            };
+            let outcome = self.run_with_events(input, ctx, &mut emit).await;
+            emit(match outcome {
+                Ok(result) => RunEvent::Finished(result),
+                Err(error) => RunEvent::Failed(error),
+            });
+        };
+        // Every event, the last one included, goes through the channel, in order; the run
+        // itself is driven by polling the stream.
+        futures::stream::select(
+            receiver,
+            futures::stream::once(run).filter_map(|()| std::future::ready(None)),
+        )
+    }
+
+    async fn run_with_events(
+        &self,
+        input: &str,
+        ctx: &RunContext,
+        emit: &mut (dyn FnMut(RunEvent) + Send),
+    ) -> Result<RunResult, AgentError> {
+        for guardrail in &self.input_guardrails {
+            guardrail(input).map_err(AgentError::InputRejected)?;
+        }
+        let history = match (&self.memory, &ctx.session) {
+            (Some(memory), Some(session)) => memory.load(session).await?,
+            _ => Vec::new(),
+        };
+        let state = self.start(input, &history);
+        self.execute(state, Input::Resume, ctx, emit).await
+    }
+
+    /// Drives a state to its end, applying output guardrails, then appends to memory.
+    async fn execute(
         &self,
         mut state: RunState,
+        mut first: Input,
         ctx: &RunContext,
+        emit: &mut (dyn FnMut(RunEvent) + Send),
     ) -> Result<RunResult, AgentError> {
         let span = tracing::info_span!(
             "invoke_agent",
@@ -138,19 +229,113 @@ impl LlmAgent {
             gen_ai.conversation.id = ctx.session.as_deref().unwrap_or(""),
             run.id = state.run_id(),
         );
-        let result = drive(
-            &mut state,
-            self.model.as_ref(),
-            &self.tools,
-            &self.name,
-            &ctx.cancel,
-        )
-        .instrument(span)
-        .await?;
+        let mut retries = 0;
+        let result = loop {
+            let controls = RunControls {
+                hooks: &self.hooks,
+                emit: &mut *emit,
+            };
+            let result = drive_with(
+                &mut state,
+                self.model.as_ref(),
+                &self.tools,
+                &self.name,
+                &ctx.cancel,
+                first,
+                controls,
+            )
+            .instrument(span.clone())
+            .await?;
+            if result.stop_reason == StopReason::AwaitingApproval {
+                return Ok(result);
+            }
+            match self.check_output(&result.text) {
+                OutputCheck::Accept => break result,
+                OutputCheck::Retry(feedback) if retries < self.max_output_retries => {
+                    retries += 1;
+                    state.reopen(result, &feedback);
+                    first = Input::Resume;
+                }
+                OutputCheck::Retry(reason) | OutputCheck::Reject(reason) => {
+                    return Err(AgentError::OutputRejected {
+                        reason,
+                        partial: Box::new(PartialRun {
+                            run_id: result.run_id,
+                            new_messages: result.new_messages,
+                            usage: result.usage,
+                            turns: result.turns,
+                        }),
+                    });
+                }
+            }
+        };
         if let (Some(memory), Some(session)) = (&self.memory, &ctx.session) {
             memory.append(session, &result.new_messages).await?;
         }
         Ok(result)
+    }
+
+    fn check_output(&self, text: &str) -> OutputCheck {
+        for guardrail in &self.output_guardrails {
+            match guardrail(text) {
+                OutputCheck::Accept => {}
+                other => return other,
+            }
+        }
+        OutputCheck::Accept
+    }
+}
+
+/// An output guardrail's verdict on a final answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputCheck {
+    /// The answer may go out.
+    Accept,
+    /// The answer may not go out; the run ends with [`AgentError::OutputRejected`].
+    Reject(String),
+    /// The model gets this feedback and tries again (within the agent's
+    /// `max_output_retries`; past it, this is a rejection).
+    Retry(String),
+}
+
+/// Checks the input before the first model call: `Err(reason)` refuses it.
+pub type InputGuardrail = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// Checks a final answer.
+pub type OutputGuardrail = Arc<dyn Fn(&str) -> OutputCheck + Send + Sync>;
+
+type ArgumentCheck = Arc<dyn Fn(&ToolInvocation) -> Result<(), String> + Send + Sync>;
+type ResultCheck = Arc<dyn Fn(&ToolInvocation, &str) -> Result<(), String> + Send + Sync>;
+
+/// A guardrail on tool arguments or results, as a hook.
+struct ToolGuardrail {
+    on_args: Option<ArgumentCheck>,
+    on_result: Option<ResultCheck>,
+}
+
+#[async_trait]
+impl RunHooks for ToolGuardrail {
+    async fn before_tool(&self, call: &ToolInvocation) -> ToolHookAction {
+        match self.on_args.as_ref().map(|check| check(call)) {
+            Some(Err(reason)) => ToolHookAction::Skip(Err(ToolError::permission_denied(reason))),
+            _ => ToolHookAction::Continue,
+        }
+    }
+
+    async fn after_tool(
+        &self,
+        call: &ToolInvocation,
+        result: &Result<ToolOutput, ToolError>,
+    ) -> ToolHookAction {
+        let (Some(check), Ok(output)) = (self.on_result.as_ref(), result) else {
+            return ToolHookAction::Continue;
+        };
+        match check(call, &output.clone().into_content()) {
+            Ok(()) => ToolHookAction::Continue,
+            Err(reason) => ToolHookAction::Skip(Err(ToolError::permission_denied(format!(
+                "the result of `{}` was withheld: {reason}",
+                call.name
+            )))),
+        }
     }
 }
 
@@ -164,13 +349,9 @@ impl Agent for LlmAgent {
         &self.description
     }
 
+    /// [`run_stream`](LlmAgent::run_stream) without the events.
     async fn run(&self, input: &str, ctx: &RunContext) -> Result<RunResult, AgentError> {
-        let history = match (&self.memory, &ctx.session) {
-            (Some(memory), Some(session)) => memory.load(session).await?,
-            _ => Vec::new(),
-        };
-        let state = self.start(input, &history);
-        self.resume(state, ctx).await
+        self.run_with_events(input, ctx, &mut |_| {}).await
     }
 }
 
@@ -185,9 +366,82 @@ pub struct LlmAgentBuilder {
     context_policy: Arc<dyn ContextPolicy>,
     limits: RunLimits,
     settings: ModelSettings,
+    hooks: Vec<Arc<dyn RunHooks>>,
+    input_guardrails: Vec<InputGuardrail>,
+    output_guardrails: Vec<OutputGuardrail>,
+    max_output_retries: u32,
+    approval_policy: Option<ApprovalPolicy>,
 }
 
 impl LlmAgentBuilder {
+    /// Adds hooks, consulted around every model and tool call, in the order added.
+    pub fn hook(mut self, hooks: impl RunHooks + 'static) -> Self {
+        self.hooks.push(Arc::new(hooks));
+        self
+    }
+
+    /// Requires a human's approval for calls this policy picks (by tool name and checked
+    /// arguments, `None` when invalid), on top of tools marked
+    /// [`ToolMeta::with_approval`].
+    pub fn approval_policy(
+        mut self,
+        policy: impl Fn(&str, Option<&Value>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.approval_policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Checks the input before the first model call; `Err(reason)` ends the run with
+    /// [`AgentError::InputRejected`].
+    pub fn input_guardrail(
+        mut self,
+        check: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.input_guardrails.push(Arc::new(check));
+        self
+    }
+
+    /// Checks the final answer: accept, reject, or send the model feedback to try again.
+    pub fn output_guardrail(
+        mut self,
+        check: impl Fn(&str) -> OutputCheck + Send + Sync + 'static,
+    ) -> Self {
+        self.output_guardrails.push(Arc::new(check));
+        self
+    }
+
+    /// How many times an output guardrail may send the model back (default 2).
+    pub fn max_output_retries(mut self, retries: u32) -> Self {
+        self.max_output_retries = retries;
+        self
+    }
+
+    /// Checks tool arguments before a call runs; `Err(reason)` refuses the call (the model
+    /// reads the reason).
+    pub fn tool_argument_guardrail(
+        mut self,
+        check: impl Fn(&ToolInvocation) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.push(Arc::new(ToolGuardrail {
+            on_args: Some(Arc::new(check)),
+            on_result: None,
+        }));
+        self
+    }
+
+    /// Checks a tool's result before the model sees it; `Err(reason)` withholds it (the
+    /// model reads the reason instead).
+    pub fn tool_result_guardrail(
+        mut self,
+        check: impl Fn(&ToolInvocation, &str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.push(Arc::new(ToolGuardrail {
+            on_args: None,
+            on_result: Some(Arc::new(check)),
+        }));
+        self
+    }
+
     /// Names the agent (default `agent`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -262,16 +516,24 @@ impl LlmAgentBuilder {
 
     /// Builds the agent; fails when two tools share a name or a tool's schema is invalid.
     pub fn build(self) -> Result<LlmAgent, ToolSetError> {
+        let mut tools = ToolSet::new(self.tools)?;
+        if let Some(policy) = self.approval_policy {
+            tools = tools.with_approval_policy(policy);
+        }
         Ok(LlmAgent {
             name: self.name,
             description: self.description,
             model: self.model,
             instructions: self.instructions,
-            tools: ToolSet::new(self.tools)?,
+            tools,
             memory: self.memory,
             context_policy: self.context_policy,
             limits: self.limits,
             settings: self.settings,
+            hooks: self.hooks,
+            input_guardrails: self.input_guardrails,
+            output_guardrails: self.output_guardrails,
+            max_output_retries: self.max_output_retries,
         })
     }
 }

@@ -370,6 +370,14 @@ pub enum AgentError {
         /// What the run had done before.
         partial: Box<PartialRun>,
     },
+    /// An output guardrail refused the final answer (or the model ran out of retries).
+    #[error("the answer was refused: {reason}")]
+    OutputRejected {
+        /// The guardrail's reason.
+        reason: String,
+        /// The run, the refused answer included.
+        partial: Box<PartialRun>,
+    },
     /// The input was refused by an input guardrail before any model call.
     #[error("the input was refused: {0}")]
     InputRejected(String),
@@ -393,6 +401,7 @@ impl AgentError {
             | AgentError::MaxTurns { partial, .. }
             | AgentError::StuckLoop { partial, .. }
             | AgentError::Stopped { partial, .. }
+            | AgentError::OutputRejected { partial, .. }
             | AgentError::Cancelled { partial } => Some(partial),
             _ => None,
         }

@@ -47,7 +47,9 @@ pub mod schema;
 pub mod testing;
 pub mod tool;
 
-pub use agent::{Agent, AgentTool, LlmAgent, LlmAgentBuilder};
+pub use agent::{
+    Agent, AgentTool, InputGuardrail, LlmAgent, LlmAgentBuilder, OutputCheck, OutputGuardrail,
+};
 pub use async_trait::async_trait;
 pub use backends::{ModelFactory, ModelRegistry, ModelSpec, OpenAiCompatible};
 pub use error::{
@@ -63,8 +65,9 @@ pub use model::{
     StreamEvent, ToolChoice, ToolSpec, collect_stream,
 };
 pub use run::{
-    Action, Input, ModelSettings, OnMaxTurns, PartialRun, RunContext, RunLimits, RunResult,
-    RunState, StopReason, ToolInvocation, ToolOutcome, drive,
+    Action, Approval, HookAction, Input, Interruption, ModelSettings, OnMaxTurns, PartialRun,
+    PendingApproval, RunContext, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason,
+    ToolHookAction, ToolInvocation, ToolOutcome, drive,
 };
 pub use tokio_util::sync::CancellationToken;
 pub use tool::{

@@ -557,8 +557,8 @@ impl RunState {
             match self.note_repeat(&result, args) {
                 Repeat::Fresh => {}
                 Repeat::Warn(times) => result.content.push_str(&format!(
-                    "\n\nNote: this is the {times}th time in a row that `{}` was called with \
-                     the same arguments and gave the same result. Calling it again will not \
+                    "\n\nNote: `{}` has now been called {times} times in a row with the same \
+                     arguments and gave the same result each time. Calling it again will not \
                      change the result: use it, or try something different.",
                     result.name
                 )),
@@ -689,6 +689,20 @@ impl RunState {
             return self.on_tool_results(Vec::new());
         }
         None
+    }
+
+    /// Reopens a finished run to send the model feedback on its answer (an output
+    /// guardrail's retry): the answer stays in the history, the feedback follows as a user
+    /// message, and the next action is a model call.
+    pub(crate) fn reopen(&mut self, result: RunResult, feedback: &str) {
+        let mut all = Arc::try_unwrap(std::mem::take(&mut self.messages))
+            .unwrap_or_else(|shared| (*shared).clone());
+        all.truncate(self.new_from);
+        all.extend(result.new_messages);
+        all.push(Message::user(feedback));
+        self.messages = Arc::new(all);
+        self.turn_usage = result.turn_usage;
+        self.phase = Phase::CallModel;
     }
 
     /// The result of a run paused for approval: what it did so far, the calls waiting, and
