@@ -17,9 +17,9 @@ use crate::memory::{ContextPolicy, KeepAll, Memory};
 use crate::message::Message;
 use crate::model::ChatModel;
 use crate::run::{
-    Approval, Input, ModelSettings, PartialRun, RunContext, RunControls, RunEvent, RunHooks,
-    RunLimits, RunResult, RunState, StopReason, ToolHookAction, ToolInvocation, drive_with,
-    new_run_id,
+    Approval, Budget, BudgetTracker, Input, ModelSettings, PartialRun, RunContext, RunControls,
+    RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction, ToolInvocation,
+    drive_with, new_run_id,
 };
 use crate::tool::{ApprovalPolicy, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet};
 use futures::{Stream, StreamExt};
@@ -67,6 +67,7 @@ pub struct LlmAgent {
     input_guardrails: Vec<InputGuardrail>,
     output_guardrails: Vec<OutputGuardrail>,
     max_output_retries: u32,
+    budget: Option<Budget>,
 }
 
 impl fmt::Debug for LlmAgent {
@@ -101,6 +102,7 @@ impl LlmAgent {
             output_guardrails: Vec::new(),
             max_output_retries: 2,
             approval_policy: None,
+            budget: None,
         }
     }
 
@@ -229,11 +231,16 @@ impl LlmAgent {
             gen_ai.conversation.id = ctx.session.as_deref().unwrap_or(""),
             run.id = state.run_id(),
         );
+        let tracker = ctx
+            .budget
+            .clone()
+            .or_else(|| self.budget.clone().map(|b| Arc::new(BudgetTracker::new(b))));
         let mut retries = 0;
         let result = loop {
             let controls = RunControls {
                 hooks: &self.hooks,
                 emit: &mut *emit,
+                budget: tracker.clone(),
             };
             let result = drive_with(
                 &mut state,
@@ -371,9 +378,17 @@ pub struct LlmAgentBuilder {
     output_guardrails: Vec<OutputGuardrail>,
     max_output_retries: u32,
     approval_policy: Option<ApprovalPolicy>,
+    budget: Option<Budget>,
 }
 
 impl LlmAgentBuilder {
+    /// Gives every run of this agent a budget of its own (unless the run's context brings a
+    /// shared one, which then applies instead).
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     /// Adds hooks, consulted around every model and tool call, in the order added.
     pub fn hook(mut self, hooks: impl RunHooks + 'static) -> Self {
         self.hooks.push(Arc::new(hooks));
@@ -534,6 +549,7 @@ impl LlmAgentBuilder {
             input_guardrails: self.input_guardrails,
             output_guardrails: self.output_guardrails,
             max_output_retries: self.max_output_retries,
+            budget: self.budget,
         })
     }
 }
@@ -583,7 +599,9 @@ impl Tool for AgentTool {
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
         let args: AgentToolArgs = serde_json::from_value(args)
             .map_err(|e| ToolError::invalid_arguments(e.to_string()))?;
-        let run_ctx = RunContext::new().with_cancel(ctx.cancel.child_token());
+        let mut run_ctx = RunContext::new().with_cancel(ctx.cancel.child_token());
+        // A nested run spends from the same budget.
+        run_ctx.budget = ctx.budget.clone();
         match self.agent.run(&args.input, &run_ctx).await {
             Ok(result) => Ok(ToolOutput::Text(result.text)),
             Err(e) => Err(ToolError::failed(format!(

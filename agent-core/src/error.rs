@@ -362,6 +362,18 @@ pub enum AgentError {
     /// The memory store failed.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// A budget ran out (and the budget says to fail rather than wrap up).
+    #[error("the {kind} budget was exceeded: {used} of {limit}")]
+    BudgetExceeded {
+        /// Which limit.
+        kind: crate::run::BudgetKind,
+        /// The limit.
+        limit: f64,
+        /// The spending that broke it.
+        used: f64,
+        /// What the run had done before.
+        partial: Box<PartialRun>,
+    },
     /// A hook or guardrail stopped the run.
     #[error("the run was stopped: {reason}")]
     Stopped {
@@ -401,6 +413,7 @@ impl AgentError {
             | AgentError::MaxTurns { partial, .. }
             | AgentError::StuckLoop { partial, .. }
             | AgentError::Stopped { partial, .. }
+            | AgentError::BudgetExceeded { partial, .. }
             | AgentError::OutputRejected { partial, .. }
             | AgentError::Cancelled { partial } => Some(partial),
             _ => None,

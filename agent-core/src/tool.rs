@@ -119,6 +119,8 @@ pub struct ToolContext {
     /// Fired when the run is cancelled or the call timed out; long-running tools should
     /// watch it and stop.
     pub cancel: CancellationToken,
+    /// The run's budget, for tools that start runs of their own (agents as tools).
+    pub budget: Option<Arc<crate::run::BudgetTracker>>,
 }
 
 impl ToolContext {
@@ -129,6 +131,7 @@ impl ToolContext {
             agent: Arc::from(""),
             call_id: String::from("detached"),
             cancel: CancellationToken::new(),
+            budget: None,
         }
     }
 }

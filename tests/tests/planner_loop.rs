@@ -217,6 +217,7 @@ async fn a_side_effecting_call_waits_for_the_parallel_calls_before_it() {
         run_id: &Arc::from("run"),
         agent: &Arc::from("agent"),
         cancel: &agent_core::CancellationToken::new(),
+        budget: None,
     };
     let outcomes = runner.run(invocations).await;
     assert_eq!(started.elapsed(), Duration::from_millis(400));

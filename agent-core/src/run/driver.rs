@@ -8,6 +8,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field};
 
+use super::budget::{BudgetTracker, OnBudgetExceeded};
 use super::control::{HookAction, RunEvent, RunHooks, ToolHookAction};
 use super::state::{Action, Input, RunState, ToolInvocation, ToolOutcome};
 use super::{RunLimits, RunResult};
@@ -30,6 +31,7 @@ pub async fn drive(
     let controls = RunControls {
         hooks: &[],
         emit: &mut ignore,
+        budget: None,
     };
     drive_with(state, model, tools, agent, cancel, Input::Resume, controls).await
 }
@@ -40,6 +42,8 @@ pub struct RunControls<'a> {
     pub hooks: &'a [Arc<dyn RunHooks>],
     /// Receives every [`RunEvent`] as it happens.
     pub emit: &'a mut (dyn FnMut(RunEvent) + Send),
+    /// Limits checked before and after every model call and before every tool batch.
+    pub budget: Option<Arc<BudgetTracker>>,
 }
 
 /// [`drive`] with a first input (for example [`Input::Approvals`] when resuming a paused
@@ -53,7 +57,11 @@ pub async fn drive_with(
     first: Input,
     controls: RunControls<'_>,
 ) -> Result<RunResult, AgentError> {
-    let RunControls { hooks, emit } = controls;
+    let RunControls {
+        hooks,
+        emit,
+        budget,
+    } = controls;
     let limits = state.limits().clone();
     let stream = state.settings().stream;
     let run_id: Arc<str> = Arc::from(state.run_id());
@@ -76,6 +84,17 @@ pub async fn drive_with(
                     if let HookAction::Stop(reason) = hook.before_model(&request).await {
                         return Err(state.stop(reason));
                     }
+                }
+                if let Some(tracker) = &budget
+                    && !state.is_wrapping_up()
+                    && let Err(exceeded) = tracker.check_model_call(model.model(), &request)
+                {
+                    if tracker.budget().on_exceeded == OnBudgetExceeded::Fail {
+                        return Err(state.over_budget(exceeded));
+                    }
+                    state.wrap_up_now(&format!("the {} budget was exceeded", exceeded.kind));
+                    input = Input::Resume;
+                    continue;
                 }
                 let turn = state.turns() + 1;
                 emit(RunEvent::TurnStarted { turn });
@@ -105,6 +124,9 @@ pub async fn drive_with(
                             field::debug(&response.finish_reason),
                         );
                         emit(RunEvent::Usage(response.usage));
+                        let over = budget.as_ref().and_then(|t| {
+                            t.record_model_call(model.model(), &response.usage).err()
+                        });
                         emit(RunEvent::TurnFinished {
                             turn,
                             usage: response.usage,
@@ -116,7 +138,28 @@ pub async fn drive_with(
                                 return Err(state.stop(reason));
                             }
                         }
-                        Input::ModelResponse(response)
+                        match over {
+                            // Over budget, and the model wants more: record its turn, then
+                            // stop or wrap up. A final answer is kept even if it went over.
+                            Some(exceeded) if !response.message.tool_calls.is_empty() => {
+                                let action = state.step(tools, Input::ModelResponse(response));
+                                if let Action::Failed(error) = action {
+                                    return Err(error);
+                                }
+                                let fail = budget.as_ref().is_none_or(|t| {
+                                    t.budget().on_exceeded == OnBudgetExceeded::Fail
+                                });
+                                if fail || state.is_done() {
+                                    return Err(state.over_budget(exceeded));
+                                }
+                                state.wrap_up_now(&format!(
+                                    "the {} budget was exceeded, so this call was not run",
+                                    exceeded.kind
+                                ));
+                                Input::Resume
+                            }
+                            _ => Input::ModelResponse(response),
+                        }
                     }
                     Some(Err(error)) => {
                         tracing::warn!(parent: &span, error = %error, "model call failed");
@@ -125,12 +168,26 @@ pub async fn drive_with(
                 }
             }
             Action::RunTools(invocations) => {
+                if let Some(tracker) = &budget
+                    && let Err(exceeded) = tracker.record_tool_calls(invocations.len() as u32)
+                {
+                    if tracker.budget().on_exceeded == OnBudgetExceeded::Fail {
+                        return Err(state.over_budget(exceeded));
+                    }
+                    state.wrap_up_now(&format!(
+                        "the {} budget was exceeded, so this call was not run",
+                        exceeded.kind
+                    ));
+                    input = Input::Resume;
+                    continue;
+                }
                 let runner = ToolRunner {
                     tools,
                     limits: &limits,
                     run_id: &run_id,
                     agent: &agent,
                     cancel,
+                    budget: budget.as_ref(),
                 };
                 let (outcomes, stop) = runner.run_with(invocations, hooks, &mut *emit).await;
                 if cancel.is_cancelled() || stop.is_some() {
@@ -219,6 +276,8 @@ pub struct ToolRunner<'a> {
     pub agent: &'a Arc<str>,
     /// The run's cancellation token; each call gets a child of it.
     pub cancel: &'a CancellationToken,
+    /// The run's budget, handed to each call (for nested runs).
+    pub budget: Option<&'a Arc<BudgetTracker>>,
 }
 
 impl ToolRunner<'_> {
@@ -369,6 +428,7 @@ impl ToolRunner<'_> {
             agent: self.agent.clone(),
             call_id: call_id.clone(),
             cancel: self.cancel.child_token(),
+            budget: self.budget.cloned(),
         };
         let started = Instant::now();
         let result = self

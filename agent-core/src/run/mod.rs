@@ -7,6 +7,7 @@
 //! that carries out its actions with a [`ChatModel`](crate::ChatModel) and a
 //! [`ToolSet`](crate::ToolSet).
 
+mod budget;
 mod control;
 mod driver;
 mod state;
@@ -21,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::message::{Message, Usage};
 use crate::model::{ResponseFormat, ToolChoice};
 
+pub use budget::{
+    Budget, BudgetKind, BudgetTracker, Exceeded, OnBudgetExceeded, Price, Prices, Spent,
+};
 pub use control::{HookAction, RunEvent, RunHooks, ToolHookAction};
 pub use driver::{RunControls, ToolRunner, drive, drive_with};
 pub use state::{
@@ -143,7 +147,8 @@ pub enum StopReason {
     OutputLimit,
     /// The provider filtered the final answer.
     ContentFilter,
-    /// The turn limit was reached; the answer came from the wrap-up call.
+    /// The turn limit (or a budget set to wrap up) was reached; the answer came from the
+    /// wrap-up call with tools disabled.
     MaxTurns,
     /// Paused: tool calls wait for a human's decision (see [`RunResult::interruption`]).
     AwaitingApproval,
@@ -199,6 +204,8 @@ pub struct RunContext {
     pub session: Option<String>,
     /// Cancels the run when fired.
     pub cancel: CancellationToken,
+    /// Limits shared by this run and every run nested in it (agents used as tools).
+    pub budget: Option<std::sync::Arc<BudgetTracker>>,
 }
 
 impl RunContext {
@@ -210,6 +217,13 @@ impl RunContext {
     /// Uses this memory session.
     pub fn with_session(mut self, session: impl Into<String>) -> Self {
         self.session = Some(session.into());
+        self
+    }
+
+    /// Spends from this budget (shared: pass the same tracker to several runs to give them
+    /// one budget).
+    pub fn with_budget(mut self, budget: std::sync::Arc<BudgetTracker>) -> Self {
+        self.budget = Some(budget);
         self
     }
 

@@ -321,8 +321,36 @@ impl RunState {
         }
     }
 
+    /// Ends the run because a budget ran out; open calls are answered first.
+    pub(crate) fn over_budget(&mut self, exceeded: super::budget::Exceeded) -> AgentError {
+        self.close_pending(&format!("the {} budget was exceeded", exceeded.kind));
+        AgentError::BudgetExceeded {
+            kind: exceeded.kind,
+            limit: exceeded.limit,
+            used: exceeded.used,
+            partial: Box::new(self.take_partial()),
+        }
+    }
+
+    /// Makes the next model call the wrap-up call (tools disabled); open calls are answered
+    /// with why they were not run.
+    pub(crate) fn wrap_up_now(&mut self, why: &str) {
+        self.answer_open_calls(why);
+        self.phase = Phase::WrapUp;
+    }
+
+    /// Whether the next model call is the wrap-up call.
+    pub fn is_wrapping_up(&self) -> bool {
+        self.phase == Phase::WrapUp
+    }
+
     /// Answers every call still open with an error saying why, and ends the run.
     fn close_pending(&mut self, why: &str) {
+        self.answer_open_calls(why);
+        self.phase = Phase::Done;
+    }
+
+    fn answer_open_calls(&mut self, why: &str) {
         if let Phase::RunTools { slots } = std::mem::replace(&mut self.phase, Phase::Done) {
             for slot in slots {
                 let result = match slot {
@@ -340,7 +368,6 @@ impl RunState {
                 self.push(Message::Tool(result));
             }
         }
-        self.phase = Phase::Done;
     }
 
     /// The action for the current phase.
