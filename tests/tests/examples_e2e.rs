@@ -164,3 +164,43 @@ async fn the_quickstart_runs_on_anthropic_and_gemini_servers_named_by_their_base
     assert_eq!(anthropic.requests().len(), 2);
     assert_eq!(gemini.requests().len(), 2);
 }
+
+async fn run_bin(bin: &str, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .env_remove("AGENT_MODEL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_approval_example_runs_offline_both_ways() {
+    let bin = env!("CARGO_BIN_EXE_approval_e2e");
+    let (ok, stdout) = run_bin(bin, &["--auto", "approve"]).await;
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("approved (--auto approve)")
+            && stdout.contains("answer: Done: wrote 24 bytes"),
+        "{stdout}"
+    );
+    let (ok, stdout) = run_bin(bin, &["--auto", "deny"]).await;
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("the user rejected this call"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_streaming_example_runs_offline() {
+    let (ok, stdout) = run_bin(env!("CARGO_BIN_EXE_streaming_e2e"), &[]).await;
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("→ calculator(") && stdout.contains("← calculator: 122.4"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("three times that is 122.4."), "{stdout}");
+}
