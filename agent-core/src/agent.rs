@@ -17,9 +17,9 @@ use crate::memory::{ContextPolicy, KeepAll, Memory};
 use crate::message::Message;
 use crate::model::ChatModel;
 use crate::run::{
-    Approval, Budget, BudgetTracker, Input, ModelSettings, PartialRun, RunContext, RunControls,
-    RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction, ToolInvocation,
-    drive_with, new_run_id,
+    Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings, PartialRun, RunContext,
+    RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
+    ToolInvocation, drive_with, new_run_id,
 };
 use crate::tool::{ApprovalPolicy, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet};
 use futures::{Stream, StreamExt};
@@ -143,7 +143,8 @@ impl LlmAgent {
     /// from a saved state. On success the run's messages are appended to the session in
     /// `ctx`, if any (a run paused for approval appends nothing until it finishes).
     pub async fn resume(&self, state: RunState, ctx: &RunContext) -> Result<RunResult, AgentError> {
-        self.execute(state, Input::Resume, ctx, &mut |_| {}).await
+        self.execute(state, Input::Resume, ctx, EventSink::none())
+            .await
     }
 
     /// Continues a run paused for approval ([`StopReason::AwaitingApproval`]) with a
@@ -157,7 +158,7 @@ impl LlmAgent {
         decisions: Vec<(String, Approval)>,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
-        self.execute(state, Input::Approvals(decisions), ctx, &mut |_| {})
+        self.execute(state, Input::Approvals(decisions), ctx, EventSink::none())
             .await
     }
 
@@ -185,7 +186,9 @@ impl LlmAgent {
             let mut emit = |event: RunEvent| {
                 let _ = sender.unbounded_send(event);
             };
-            let outcome = self.run_with_events(input, ctx, &mut emit).await;
+            let outcome = self
+                .run_with_events(input, ctx, EventSink::new(&mut emit))
+                .await;
             emit(match outcome {
                 Ok(result) => RunEvent::Finished(result),
                 Err(error) => RunEvent::Failed(error),
@@ -203,7 +206,7 @@ impl LlmAgent {
         &self,
         input: &str,
         ctx: &RunContext,
-        emit: &mut (dyn FnMut(RunEvent) + Send),
+        emit: EventSink<'_>,
     ) -> Result<RunResult, AgentError> {
         for guardrail in &self.input_guardrails {
             guardrail(input).map_err(AgentError::InputRejected)?;
@@ -222,7 +225,7 @@ impl LlmAgent {
         mut state: RunState,
         mut first: Input,
         ctx: &RunContext,
-        emit: &mut (dyn FnMut(RunEvent) + Send),
+        mut emit: EventSink<'_>,
     ) -> Result<RunResult, AgentError> {
         let span = tracing::info_span!(
             "invoke_agent",
@@ -239,7 +242,7 @@ impl LlmAgent {
         let result = loop {
             let controls = RunControls {
                 hooks: &self.hooks,
-                emit: &mut *emit,
+                emit: emit.reborrow(),
                 budget: tracker.clone(),
             };
             let result = drive_with(
@@ -358,7 +361,7 @@ impl Agent for LlmAgent {
 
     /// [`run_stream`](LlmAgent::run_stream) without the events.
     async fn run(&self, input: &str, ctx: &RunContext) -> Result<RunResult, AgentError> {
-        self.run_with_events(input, ctx, &mut |_| {}).await
+        self.run_with_events(input, ctx, EventSink::none()).await
     }
 }
 

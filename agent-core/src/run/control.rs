@@ -71,6 +71,43 @@ pub enum RunEvent {
     Failed(AgentError),
 }
 
+/// Where a run's events go. With nobody listening, events are never built (no copies of
+/// text or arguments on the plain `run` path).
+pub struct EventSink<'a>(Option<&'a mut (dyn FnMut(RunEvent) + Send)>);
+
+impl<'a> EventSink<'a> {
+    /// Events go to this callback.
+    pub fn new(callback: &'a mut (dyn FnMut(RunEvent) + Send)) -> Self {
+        EventSink(Some(callback))
+    }
+
+    /// Nobody listens.
+    pub fn none() -> Self {
+        EventSink(None)
+    }
+
+    /// Whether anybody listens.
+    pub fn is_listening(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Sends the event `make` builds, if anybody listens.
+    pub fn send(&mut self, make: impl FnOnce() -> RunEvent) {
+        if let Some(callback) = self.0.as_mut() {
+            callback(make());
+        }
+    }
+
+    /// The same sink, borrowed for a shorter time.
+    pub fn reborrow(&mut self) -> EventSink<'_> {
+        EventSink(
+            self.0
+                .as_mut()
+                .map(|c| &mut **c as &mut (dyn FnMut(RunEvent) + Send)),
+        )
+    }
+}
+
 /// What a model hook decides.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HookAction {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field};
 
 use super::budget::{BudgetTracker, OnBudgetExceeded};
-use super::control::{HookAction, RunEvent, RunHooks, ToolHookAction};
+use super::control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
 use super::state::{Action, Input, RunState, ToolInvocation, ToolOutcome};
 use super::{RunLimits, RunResult};
 use crate::error::{AgentError, ModelError, ModelErrorKind, ToolError, ToolErrorKind};
@@ -27,10 +27,9 @@ pub async fn drive(
     agent: &str,
     cancel: &CancellationToken,
 ) -> Result<RunResult, AgentError> {
-    let mut ignore = |_: RunEvent| {};
     let controls = RunControls {
         hooks: &[],
-        emit: &mut ignore,
+        emit: EventSink::none(),
         budget: None,
     };
     drive_with(state, model, tools, agent, cancel, Input::Resume, controls).await
@@ -41,7 +40,7 @@ pub struct RunControls<'a> {
     /// Consulted around every model and tool call, in order.
     pub hooks: &'a [Arc<dyn RunHooks>],
     /// Receives every [`RunEvent`] as it happens.
-    pub emit: &'a mut (dyn FnMut(RunEvent) + Send),
+    pub emit: EventSink<'a>,
     /// Limits checked before and after every model call and before every tool batch.
     pub budget: Option<Arc<BudgetTracker>>,
 }
@@ -59,7 +58,7 @@ pub async fn drive_with(
 ) -> Result<RunResult, AgentError> {
     let RunControls {
         hooks,
-        emit,
+        mut emit,
         budget,
     } = controls;
     let limits = state.limits().clone();
@@ -76,7 +75,7 @@ pub async fn drive_with(
             Action::Finished(result) => return Ok(result),
             Action::Failed(error) => return Err(error),
             Action::AwaitApproval(pending) => {
-                emit(RunEvent::ApprovalRequested(pending.clone()));
+                emit.send(|| RunEvent::ApprovalRequested(pending.clone()));
                 return Ok(state.interrupted_result(pending));
             }
             Action::CallModel(request) => {
@@ -97,7 +96,7 @@ pub async fn drive_with(
                     continue;
                 }
                 let turn = state.turns() + 1;
-                emit(RunEvent::TurnStarted { turn });
+                emit.send(|| RunEvent::TurnStarted { turn });
                 let span = tracing::info_span!(
                     "chat",
                     gen_ai.operation.name = "chat",
@@ -111,7 +110,7 @@ pub async fn drive_with(
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => None,
-                        r = call_model(model, &request, stream, &mut *emit) => Some(r),
+                        r = call_model(model, &request, stream, emit.reborrow()) => Some(r),
                     }
                 };
                 match call.instrument(span.clone()).await {
@@ -123,11 +122,11 @@ pub async fn drive_with(
                             "gen_ai.response.finish_reasons",
                             field::debug(&response.finish_reason),
                         );
-                        emit(RunEvent::Usage(response.usage));
+                        emit.send(|| RunEvent::Usage(response.usage));
                         let over = budget.as_ref().and_then(|t| {
                             t.record_model_call(model.model(), &response.usage).err()
                         });
-                        emit(RunEvent::TurnFinished {
+                        emit.send(|| RunEvent::TurnFinished {
                             turn,
                             usage: response.usage,
                         });
@@ -189,7 +188,7 @@ pub async fn drive_with(
                     cancel,
                     budget: budget.as_ref(),
                 };
-                let (outcomes, stop) = runner.run_with(invocations, hooks, &mut *emit).await;
+                let (outcomes, stop) = runner.run_with(invocations, hooks, emit.reborrow()).await;
                 if cancel.is_cancelled() || stop.is_some() {
                     // Record what finished, then end: nothing is lost, nothing unanswered.
                     let _ = state.step(tools, Input::ToolResults(outcomes));
@@ -229,7 +228,7 @@ async fn call_model(
     model: &dyn ChatModel,
     request: &ChatRequest,
     stream: bool,
-    emit: &mut (dyn FnMut(RunEvent) + Send),
+    mut emit: EventSink<'_>,
 ) -> Result<ChatResponse, ModelError> {
     if !stream {
         let response = model.chat(request).await?;
@@ -239,18 +238,18 @@ async fn call_model(
             .as_ref()
             .and_then(|r| r.text.clone())
         {
-            emit(RunEvent::ReasoningDelta(text));
+            emit.send(|| RunEvent::ReasoningDelta(text));
         }
         if !response.message.content.is_empty() {
-            emit(RunEvent::TextDelta(response.message.content.clone()));
+            emit.send(|| RunEvent::TextDelta(response.message.content.clone()));
         }
         return Ok(response);
     }
     let mut events = model.chat_stream(request).await?;
     while let Some(event) = events.next().await {
         match event? {
-            StreamEvent::TextDelta(text) => emit(RunEvent::TextDelta(text)),
-            StreamEvent::ReasoningDelta(text) => emit(RunEvent::ReasoningDelta(text)),
+            StreamEvent::TextDelta(text) => emit.send(|| RunEvent::TextDelta(text)),
+            StreamEvent::ReasoningDelta(text) => emit.send(|| RunEvent::ReasoningDelta(text)),
             StreamEvent::Completed(response) => return Ok(response),
             _ => {}
         }
@@ -289,7 +288,7 @@ impl ToolRunner<'_> {
         &self,
         invocations: Vec<ToolInvocation>,
         hooks: &[Arc<dyn RunHooks>],
-        emit: &mut (dyn FnMut(RunEvent) + Send),
+        mut emit: EventSink<'_>,
     ) -> (Vec<ToolOutcome>, Option<String>) {
         let mut runnable = Vec::with_capacity(invocations.len());
         let mut decided: Vec<(ToolInvocation, Result<ToolOutput, ToolError>)> = Vec::new();
@@ -325,7 +324,7 @@ impl ToolRunner<'_> {
                 (Some(result), _) => decided.push((invocation, result)),
                 (None, Some(_)) => decided.push((invocation, Err(stopped_before()))),
                 (None, None) => {
-                    emit(RunEvent::ToolCallStarted {
+                    emit.send(|| RunEvent::ToolCallStarted {
                         call_id: invocation.call_id.clone(),
                         name: invocation.name.clone(),
                         arguments: invocation.args.clone(),
@@ -334,7 +333,12 @@ impl ToolRunner<'_> {
                 }
             }
         }
-        let ran = runnable.clone();
+        // Keep the invocations only for whoever looks at them afterwards.
+        let ran = if hooks.is_empty() && !emit.is_listening() {
+            Vec::new()
+        } else {
+            runnable.clone()
+        };
         let mut outcomes = self.run(runnable).await;
         for (outcome, invocation) in outcomes.iter_mut().zip(&ran) {
             for hook in hooks {
@@ -346,7 +350,7 @@ impl ToolRunner<'_> {
                     ToolHookAction::Continue | ToolHookAction::RewriteArgs(_) => {}
                 }
             }
-            emit(finished_event(&invocation.name, outcome));
+            emit.send(|| finished_event(&invocation.name, outcome));
         }
         for (invocation, result) in decided {
             let outcome = ToolOutcome {
@@ -354,7 +358,7 @@ impl ToolRunner<'_> {
                 result,
                 duration: std::time::Duration::ZERO,
             };
-            emit(finished_event(&invocation.name, &outcome));
+            emit.send(|| finished_event(&invocation.name, &outcome));
             outcomes.push(outcome);
         }
         (outcomes, stop)

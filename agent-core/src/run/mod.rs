@@ -25,7 +25,7 @@ use crate::model::{ResponseFormat, ToolChoice};
 pub use budget::{
     Budget, BudgetKind, BudgetTracker, Exceeded, OnBudgetExceeded, Price, Prices, Spent,
 };
-pub use control::{HookAction, RunEvent, RunHooks, ToolHookAction};
+pub use control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
 pub use driver::{RunControls, ToolRunner, drive, drive_with};
 pub use state::{
     Action, Approval, Input, Interruption, PendingApproval, RunState, STATE_VERSION,
