@@ -166,6 +166,34 @@ impl ChatRequest {
             .filter_map(Message::as_tool_result)
     }
 
+    /// A rough size of the conversation in tokens (four characters a token), for budgets and
+    /// fake usage; no tokenizer is involved.
+    pub fn estimated_input_tokens(&self) -> u64 {
+        let chars: usize = self
+            .messages
+            .iter()
+            .map(|m| match m {
+                Message::Assistant(a) => {
+                    a.content.len()
+                        + a.tool_calls
+                            .iter()
+                            .map(|c| c.arguments.len())
+                            .sum::<usize>()
+                }
+                Message::User { content } => content
+                    .iter()
+                    .map(|p| match p {
+                        crate::message::ContentPart::Text { text } => text.len(),
+                        crate::message::ContentPart::Image { .. } => 0,
+                    })
+                    .sum(),
+                Message::System { content } => content.len(),
+                Message::Tool(r) => r.content.len(),
+            })
+            .sum();
+        (chars as u64).div_ceil(4)
+    }
+
     /// The text of the last user message.
     pub fn last_user_text(&self) -> Option<String> {
         self.messages

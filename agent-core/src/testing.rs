@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::{ModelError, ModelErrorKind};
-use crate::message::{Message, ToolCall, Usage};
+use crate::message::{ToolCall, Usage};
 use crate::model::{ChatModel, ChatRequest, ChatResponse};
 
 type ReplyFn = Box<dyn Fn(&ChatRequest) -> Result<ChatResponse, ModelError> + Send + Sync>;
@@ -200,20 +200,6 @@ fn estimate_tokens(chars: usize) -> u64 {
 }
 
 fn estimate_usage(request: &ChatRequest, response: &ChatResponse) -> Usage {
-    let input: usize = request
-        .messages
-        .iter()
-        .map(|m| match m {
-            Message::Assistant(a) => {
-                a.content.len()
-                    + a.tool_calls
-                        .iter()
-                        .map(|c| c.arguments.len())
-                        .sum::<usize>()
-            }
-            other => other.text().len(),
-        })
-        .sum();
     let output = response.message.content.len()
         + response
             .message
@@ -222,7 +208,7 @@ fn estimate_usage(request: &ChatRequest, response: &ChatResponse) -> Usage {
             .map(|c| c.name.len() + c.arguments.len())
             .sum::<usize>();
     Usage {
-        input_tokens: estimate_tokens(input),
+        input_tokens: request.estimated_input_tokens(),
         output_tokens: estimate_tokens(output),
         ..Default::default()
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{Message, Usage};
+use crate::message::Usage;
 use crate::model::ChatRequest;
 
 /// What happens when a budget is exceeded.
@@ -319,28 +319,15 @@ fn check(limit: Option<f64>, used: f64, kind: BudgetKind) -> Result<(), Exceeded
     }
 }
 
-/// Four characters a token: crude, but it errs on the side of stopping early.
+/// The request's size in tokens, four characters a token (crude, but it errs on the side of
+/// stopping early), tool definitions included.
 fn estimate_input_tokens(request: &ChatRequest) -> u64 {
-    let chars: usize = request
-        .messages
+    let tools: usize = request
+        .tools
         .iter()
-        .map(|m| match m {
-            Message::Assistant(a) => {
-                a.content.len()
-                    + a.tool_calls
-                        .iter()
-                        .map(|c| c.arguments.len())
-                        .sum::<usize>()
-            }
-            other => other.text().len(),
-        })
-        .sum::<usize>()
-        + request
-            .tools
-            .iter()
-            .map(|t| t.description.len() + t.parameters.to_string().len())
-            .sum::<usize>();
-    (chars as u64).div_ceil(4)
+        .map(|t| t.description.len() + t.parameters.to_string().len())
+        .sum();
+    request.estimated_input_tokens() + (tools as u64).div_ceil(4)
 }
 
 /// What a [`BudgetTracker`] has counted.

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::RunResult;
-use super::state::{PendingApproval, ToolInvocation};
+use super::approval::PendingApproval;
+use super::state::ToolInvocation;
 use crate::error::{AgentError, ToolError};
 use crate::message::Usage;
 use crate::model::{ChatRequest, ChatResponse};

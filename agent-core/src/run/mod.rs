@@ -7,6 +7,7 @@
 //! that carries out its actions with a [`ChatModel`](crate::ChatModel) and a
 //! [`ToolSet`](crate::ToolSet).
 
+mod approval;
 mod budget;
 mod control;
 mod driver;
@@ -22,15 +23,13 @@ use tokio_util::sync::CancellationToken;
 use crate::message::{Message, Usage};
 use crate::model::{ResponseFormat, ToolChoice};
 
+pub use approval::{Approval, Interruption, PendingApproval};
 pub use budget::{
     Budget, BudgetKind, BudgetTracker, Exceeded, OnBudgetExceeded, Price, Prices, Spent,
 };
 pub use control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
 pub use driver::{RunControls, ToolRunner, drive, drive_with};
-pub use state::{
-    Action, Approval, Input, Interruption, PendingApproval, RunState, STATE_VERSION,
-    ToolInvocation, ToolOutcome,
-};
+pub use state::{Action, Input, RunState, STATE_VERSION, ToolInvocation, ToolOutcome};
 
 /// What to do when the turn limit is reached while the model still calls tools.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::approval::{Approval, Interruption, PendingApproval};
 use super::{ModelSettings, OnMaxTurns, PartialRun, RunLimits, RunResult, StopReason};
 use crate::error::{AgentError, ModelError, ToolError, ToolErrorKind};
 use crate::message::{Message, ToolCall, ToolResult, Usage, check_history};
@@ -37,38 +38,6 @@ pub enum Input {
     /// A human's decisions on calls of the last [`Action::AwaitApproval`]. Calls without a
     /// decision stay pending.
     Approvals(Vec<(String, Approval)>),
-}
-
-/// A human's decision on a tool call that needed approval.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub enum Approval {
-    /// Run it as the model asked.
-    Approve,
-    /// Do not run it; the model reads this message as the call's (failed) result.
-    Reject {
-        /// Why, for the model.
-        message: String,
-    },
-    /// Run it with these arguments instead (checked against the tool's schema first).
-    Edit {
-        /// The new arguments.
-        args: Value,
-    },
-}
-
-/// A tool call waiting for a human's decision.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PendingApproval {
-    /// The call's id (decisions refer to it).
-    pub call_id: String,
-    /// The tool.
-    pub name: String,
-    /// The arguments as the model wrote them.
-    pub arguments: String,
-    /// What is wrong with the arguments, when they do not match the tool's schema (such a
-    /// call cannot be approved as is, only edited or rejected).
-    pub problem: Option<String>,
 }
 
 /// What the state machine asks the driver to do.
@@ -780,16 +749,6 @@ enum Repeat {
     Warn(u32),
     /// The model went on anyway.
     Stuck(u32),
-}
-
-/// A run paused for human approval: the calls waiting and the state to resume from (it
-/// serialises, so the decision can come from another process).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Interruption {
-    /// The calls waiting for a decision.
-    pub pending: Vec<PendingApproval>,
-    /// The run's state.
-    pub state: RunState,
 }
 
 /// The result message for a failed call: says it is an error and what to do about it.
