@@ -13,5 +13,7 @@
 //! ```
 
 pub mod calculator;
+pub mod clock;
 
 pub use calculator::Calculator;
+pub use clock::Clock;

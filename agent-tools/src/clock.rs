@@ -1,0 +1,220 @@
+//! `clock`: the current date and time in a time zone, and date arithmetic.
+//!
+//! Uses jiff with the IANA database bundled into the binary, so answers do not depend on
+//! the machine's zoneinfo files. Read-only: it never changes anything.
+
+use agent_core::{ToolContext, ToolError, ToolMeta, ToolOutput, TypedTool, async_trait};
+use jiff::{Span, SpanRound, Timestamp, Unit, ZonedDateTime, civil::Date, tz::TimeZone};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+
+/// What the clock should do.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ClockArgs {
+    /// The current date and time.
+    Now {
+        /// IANA time zone, e.g. "Europe/Paris" or "America/New_York". Default: UTC.
+        #[serde(default)]
+        time_zone: Option<String>,
+    },
+    /// A date plus (or minus, with negative numbers) some years, months, weeks and days.
+    AddToDate {
+        /// The date, as YYYY-MM-DD.
+        date: String,
+        /// Years to add.
+        #[serde(default)]
+        years: i16,
+        /// Months to add.
+        #[serde(default)]
+        months: i32,
+        /// Weeks to add.
+        #[serde(default)]
+        weeks: i32,
+        /// Days to add.
+        #[serde(default)]
+        days: i32,
+    },
+    /// The time between two dates (YYYY-MM-DD): in days, and in years, months and days.
+    DaysBetween {
+        /// The first date, YYYY-MM-DD.
+        from: String,
+        /// The second date, YYYY-MM-DD.
+        to: String,
+    },
+}
+
+/// The `clock` tool.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use agent_core::{Tool, ToolContext};
+/// use agent_tools::Clock;
+/// let out = Tool::call(&Clock::new(),
+///     serde_json::json!({"action": "days_between", "from": "2024-01-01", "to": "2024-03-01"}), &ToolContext::detached())
+///     .await
+///     .unwrap()
+///     .into_content();
+/// assert!(out.contains("\"days\":60"), "{out}");
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Clock;
+
+impl Clock {
+    /// The clock.
+    pub fn new() -> Self {
+        Clock
+    }
+}
+
+fn parse_date(field: &str, value: &str) -> Result<Date, ToolError> {
+    value.trim().parse::<Date>().map_err(|e| {
+        ToolError::invalid_arguments(format!("`{field}` must be a date like 2025-03-14 ({e})"))
+    })
+}
+
+#[async_trait]
+impl TypedTool for Clock {
+    type Args = ClockArgs;
+
+    fn name(&self) -> &str {
+        "clock"
+    }
+
+    fn description(&self) -> &str {
+        "Tells the current date and time in a time zone (action \"now\"), adds years, months, \
+         weeks or days to a date (\"add_to_date\"), and counts the time between two dates \
+         (\"days_between\"). Use it instead of guessing today's date."
+    }
+
+    fn meta(&self) -> ToolMeta {
+        ToolMeta::read_only()
+    }
+
+    async fn call(&self, args: ClockArgs, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+        match args {
+            ClockArgs::Now { time_zone } => {
+                let name = time_zone.unwrap_or_else(|| "UTC".to_owned());
+                let tz = TimeZone::get(name.trim()).map_err(|_| {
+                    ToolError::invalid_arguments(format!(
+                        "unknown time zone `{name}`; use an IANA name such as \"Europe/Paris\", \
+                         \"Asia/Tokyo\" or \"UTC\""
+                    ))
+                })?;
+                let now: ZonedDateTime = Timestamp::now().to_zoned_datetime(tz);
+                Ok(json!({
+                    "time_zone": name.trim(),
+                    "date": now.date().to_string(),
+                    "time": now.time().round(Unit::Second).map(|t| t.to_string()).unwrap_or_default(),
+                    "weekday": format!("{:?}", now.weekday()),
+                    "utc_offset": now.offset().to_string(),
+                    "iso8601": now.timestamp().to_string(),
+                })
+                .into())
+            }
+            ClockArgs::AddToDate {
+                date,
+                years,
+                months,
+                weeks,
+                days,
+            } => {
+                let start = parse_date("date", &date)?;
+                let span = Span::new()
+                    .try_years(years)
+                    .and_then(|s| s.try_months(months))
+                    .and_then(|s| s.try_weeks(weeks))
+                    .and_then(|s| s.try_days(days))
+                    .map_err(|e| {
+                        ToolError::invalid_arguments(format!("the amounts are out of range ({e})"))
+                    })?;
+                let end = start.checked_add(span).map_err(|e| {
+                    ToolError::invalid_arguments(format!("the result is out of range ({e})"))
+                })?;
+                Ok(
+                    json!({"date": end.to_string(), "weekday": format!("{:?}", end.weekday())})
+                        .into(),
+                )
+            }
+            ClockArgs::DaysBetween { from, to } => {
+                let (a, b) = (parse_date("from", &from)?, parse_date("to", &to)?);
+                let days = a
+                    .until((Unit::Day, b))
+                    .map_err(|e| ToolError::failed(format!("cannot compute the difference ({e})")))?
+                    .get_days();
+                let calendar = a
+                    .until((Unit::Year, b))
+                    .and_then(|s| s.round(SpanRound::new().largest(Unit::Year).relative(a)))
+                    .map_err(|e| {
+                        ToolError::failed(format!("cannot compute the difference ({e})"))
+                    })?;
+                Ok(json!({
+                    "days": days,
+                    "years": calendar.get_years(),
+                    "months": calendar.get_months(),
+                    "remaining_days": calendar.get_days(),
+                })
+                .into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_core::Tool;
+
+    async fn call(args: serde_json::Value) -> Result<serde_json::Value, ToolError> {
+        let out = Tool::call(&Clock::new(), args, &ToolContext::detached())
+            .await?
+            .into_content();
+        Ok(serde_json::from_str(&out).unwrap())
+    }
+
+    #[tokio::test]
+    async fn now_in_a_named_zone_and_unknown_zones_are_refused() {
+        let v = call(json!({"action": "now", "time_zone": "Asia/Tokyo"}))
+            .await
+            .unwrap();
+        assert_eq!(v["utc_offset"], "+09");
+        assert_eq!(v["date"].as_str().unwrap().len(), 10);
+        let e = call(json!({"action": "now", "time_zone": "Mars/Olympus"}))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("unknown time zone `Mars/Olympus`"));
+    }
+
+    #[tokio::test]
+    async fn date_arithmetic_handles_month_ends_and_leap_years() {
+        let v = call(json!({"action": "add_to_date", "date": "2024-01-31", "months": 1}))
+            .await
+            .unwrap();
+        assert_eq!(v["date"], "2024-02-29");
+        let v = call(json!({"action": "add_to_date", "date": "2024-03-01", "days": -1}))
+            .await
+            .unwrap();
+        assert_eq!(v["date"], "2024-02-29");
+        let v = call(json!({"action": "days_between", "from": "2020-02-15", "to": "2024-03-20"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                v["years"].as_i64(),
+                v["months"].as_i64(),
+                v["remaining_days"].as_i64()
+            ),
+            (Some(4), Some(1), Some(5))
+        );
+        let e = call(json!({"action": "add_to_date", "date": "31/01/2024"}))
+            .await
+            .unwrap_err();
+        assert!(
+            e.message.contains("`date` must be a date like 2025-03-14"),
+            "{}",
+            e.message
+        );
+    }
+}
