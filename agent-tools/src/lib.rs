@@ -14,6 +14,8 @@
 
 pub mod calculator;
 pub mod clock;
+pub mod files;
 
 pub use calculator::Calculator;
 pub use clock::Clock;
+pub use files::FileTools;

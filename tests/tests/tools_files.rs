@@ -1,0 +1,307 @@
+//! The file tools against real files, folders, symlinks and a FIFO in a temporary folder:
+//! every escape is tried and must be refused, and the ordinary work must succeed.
+
+use std::os::unix::fs::symlink;
+use std::sync::Arc;
+
+use agent_core::{Tool, ToolContext, ToolError, ToolErrorKind, ToolSet};
+use agent_tools::FileTools;
+use serde_json::{Value, json};
+
+struct Sandbox {
+    _outside: tempfile::TempDir,
+    root: tempfile::TempDir,
+    tools: ToolSet,
+    secret: std::path::PathBuf,
+}
+
+fn sandbox() -> Sandbox {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "TOP SECRET").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("src")).unwrap();
+    std::fs::write(
+        root.path().join("src/main.rs"),
+        "fn main() {\n    println!(\"hi\");\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("notes.txt"),
+        "alpha\nbeta\ngamma\nbeta again\n",
+    )
+    .unwrap();
+    let tools = ToolSet::new(FileTools::new(root.path()).unwrap().all_tools()).unwrap();
+    Sandbox {
+        _outside: outside,
+        root,
+        tools,
+        secret,
+    }
+}
+
+async fn call(s: &Sandbox, tool: &str, args: Value) -> Result<String, ToolError> {
+    let call = agent_core::ToolCall::new("c", tool, &args);
+    let args = s.tools.check_call(&call)?;
+    s.tools
+        .invoke(
+            tool,
+            args,
+            ToolContext::detached(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .map(|o| o.into_content())
+}
+
+fn assert_denied(result: Result<String, ToolError>, needle: &str) {
+    let err = result.expect_err("must be refused");
+    assert_eq!(err.kind, ToolErrorKind::PermissionDenied, "{err:?}");
+    assert!(err.message.contains(needle), "{}", err.message);
+}
+
+#[tokio::test]
+async fn dot_dot_traversal_is_refused() {
+    let s = sandbox();
+    for path in ["../secret.txt", "src/../../secret.txt", "./../x"] {
+        assert_denied(
+            call(&s, "read_file", json!({"path": path})).await,
+            "contains `..`",
+        );
+        assert_denied(
+            call(&s, "write_file", json!({"path": path, "content": "x"})).await,
+            "contains `..`",
+        );
+    }
+}
+
+#[tokio::test]
+async fn absolute_paths_outside_the_root_are_refused_and_inside_are_allowed() {
+    let s = sandbox();
+    assert_denied(
+        call(&s, "read_file", json!({"path": "/etc/passwd"})).await,
+        "outside the allowed directory",
+    );
+    assert_denied(
+        call(&s, "read_file", json!({"path": s.secret.to_str().unwrap()})).await,
+        "outside",
+    );
+    let inside = s.root.path().canonicalize().unwrap().join("notes.txt");
+    assert!(
+        call(&s, "read_file", json!({"path": inside.to_str().unwrap()}))
+            .await
+            .unwrap()
+            .starts_with("alpha")
+    );
+}
+
+#[tokio::test]
+async fn symlinks_leading_outside_are_refused_anywhere_in_the_path() {
+    let s = sandbox();
+    symlink(&s.secret, s.root.path().join("link.txt")).unwrap();
+    symlink(s.secret.parent().unwrap(), s.root.path().join("outdir")).unwrap();
+    assert_denied(
+        call(&s, "read_file", json!({"path": "link.txt"})).await,
+        "symbolic link",
+    );
+    assert_denied(
+        call(&s, "read_file", json!({"path": "outdir/secret.txt"})).await,
+        "symbolic link",
+    );
+    assert_denied(
+        call(
+            &s,
+            "write_file",
+            json!({"path": "outdir/new.txt", "content": "x"}),
+        )
+        .await,
+        "symbolic link",
+    );
+    assert_denied(
+        call(
+            &s,
+            "write_file",
+            json!({"path": "link.txt", "content": "overwrite"}),
+        )
+        .await,
+        "symbolic link",
+    );
+    assert_denied(
+        call(&s, "list_files", json!({"path": "outdir"})).await,
+        "symbolic link",
+    );
+    assert_denied(
+        call(
+            &s,
+            "edit_file",
+            json!({"path": "link.txt", "old_text": "TOP", "new_text": "x"}),
+        )
+        .await,
+        "symbolic link",
+    );
+    // A dangling link must not become a way to create a file elsewhere.
+    symlink(
+        s.secret.parent().unwrap().join("created.txt"),
+        s.root.path().join("dangling.txt"),
+    )
+    .unwrap();
+    assert!(
+        call(
+            &s,
+            "write_file",
+            json!({"path": "dangling.txt", "content": "x"})
+        )
+        .await
+        .is_err()
+    );
+    assert!(!s.secret.parent().unwrap().join("created.txt").exists());
+    assert_eq!(std::fs::read_to_string(&s.secret).unwrap(), "TOP SECRET");
+    // Search does not follow links out either.
+    let found = call(&s, "search_files", json!({"text": "SECRET"}))
+        .await
+        .unwrap();
+    assert!(found.starts_with("no line contains"), "{found}");
+}
+
+#[tokio::test]
+async fn a_symlink_that_stays_inside_is_fine() {
+    let s = sandbox();
+    symlink(
+        s.root.path().join("notes.txt"),
+        s.root.path().join("alias.txt"),
+    )
+    .unwrap();
+    assert!(
+        call(&s, "read_file", json!({"path": "alias.txt"}))
+            .await
+            .unwrap()
+            .starts_with("alpha")
+    );
+}
+
+#[tokio::test]
+async fn fifos_and_folders_are_not_read_as_files() {
+    let s = sandbox();
+    let fifo = s.root.path().join("pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    assert_denied(
+        call(&s, "read_file", json!({"path": "pipe"})).await,
+        "not a regular file",
+    );
+    assert_denied(
+        call(&s, "write_file", json!({"path": "pipe", "content": "x"})).await,
+        "not a regular file",
+    );
+    let err = call(&s, "read_file", json!({"path": "src"}))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("is a folder"), "{}", err.message);
+    // A device reached through an absolute path is outside the root anyway.
+    assert_denied(
+        call(&s, "read_file", json!({"path": "/dev/zero"})).await,
+        "outside",
+    );
+}
+
+#[tokio::test]
+async fn size_caps_apply_to_reads_and_writes() {
+    let s = sandbox();
+    let small = ToolSet::new(
+        FileTools::new(s.root.path())
+            .unwrap()
+            .max_read_bytes(10)
+            .max_write_bytes(5)
+            .all_tools(),
+    )
+    .unwrap();
+    let s2 = Sandbox { tools: small, ..s };
+    let err = call(&s2, "read_file", json!({"path": "notes.txt"}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("read a range of lines"),
+        "{}",
+        err.message
+    );
+    let ranged = call(
+        &s2,
+        "read_file",
+        json!({"path": "notes.txt", "start_line": 2, "end_line": 2}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ranged, "beta\n[lines 2-2 of 4]");
+    let err = call(
+        &s2,
+        "write_file",
+        json!({"path": "a.txt", "content": "too long"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.message.contains("more than the 5"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn reading_listing_searching_writing_and_editing_work() {
+    let s = sandbox();
+    let listing = call(&s, "list_files", json!({})).await.unwrap();
+    assert_eq!(listing, "file   notes.txt (28 bytes)\nfolder src/");
+    let found = call(&s, "search_files", json!({"text": "beta"}))
+        .await
+        .unwrap();
+    assert_eq!(found, "notes.txt:2: beta\nnotes.txt:4: beta again");
+    assert_eq!(
+        call(
+            &s,
+            "write_file",
+            json!({"path": "src/report.md", "content": "# Report\n"})
+        )
+        .await
+        .unwrap(),
+        "wrote 9 bytes to `src/report.md`"
+    );
+    let err = call(
+        &s,
+        "edit_file",
+        json!({"path": "notes.txt", "old_text": "beta", "new_text": "BETA"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.message.contains("occurs 2 times"), "{}", err.message);
+    call(
+        &s,
+        "edit_file",
+        json!({"path": "notes.txt", "old_text": "beta again", "new_text": "delta"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(s.root.path().join("notes.txt")).unwrap(),
+        "alpha\nbeta\ngamma\ndelta\n"
+    );
+    let err = call(
+        &s,
+        "write_file",
+        json!({"path": "missing/dir/x.txt", "content": "x"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.message.contains("does not exist"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn read_only_mode_has_no_writing_tools_and_reads_are_marked_read_only() {
+    let s = sandbox();
+    let tools = ToolSet::new(FileTools::new(s.root.path()).unwrap().read_only_tools()).unwrap();
+    let names: Vec<&str> = tools.names().collect();
+    assert_eq!(names, ["read_file", "list_files", "search_files"]);
+    for name in names {
+        assert!(tools.meta(name).unwrap().parallel_safe);
+    }
+    let all: Vec<Arc<dyn Tool>> = FileTools::new(s.root.path()).unwrap().all_tools();
+    let write = all.iter().find(|t| t.name() == "write_file").unwrap();
+    assert_eq!(
+        write.meta().side_effect,
+        agent_core::SideEffect::SideEffecting
+    );
+}
