@@ -15,7 +15,9 @@
 pub mod calculator;
 pub mod clock;
 pub mod files;
+pub mod shell;
 
 pub use calculator::Calculator;
 pub use clock::Clock;
 pub use files::FileTools;
+pub use shell::Shell;
