@@ -173,7 +173,7 @@ impl TypedTool for Shell {
     }
 
     async fn call(&self, args: ShellArgs, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        if args.program.contains('/') || !self.allowed.iter().any(|p| *p == args.program) {
+        if args.program.contains('/') || !self.allowed.contains(&args.program) {
             return Err(ToolError::permission_denied(format!(
                 "`{}` is not an allowed program; allowed: {}",
                 args.program,
