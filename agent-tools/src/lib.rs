@@ -15,9 +15,11 @@
 pub mod calculator;
 pub mod clock;
 pub mod files;
+pub mod http_fetch;
 pub mod shell;
 
 pub use calculator::Calculator;
 pub use clock::Clock;
 pub use files::FileTools;
+pub use http_fetch::HttpFetch;
 pub use shell::Shell;
