@@ -17,9 +17,11 @@ pub mod clock;
 pub mod files;
 pub mod http_fetch;
 pub mod shell;
+pub mod web_search;
 
 pub use calculator::Calculator;
 pub use clock::Clock;
 pub use files::FileTools;
 pub use http_fetch::HttpFetch;
 pub use shell::Shell;
+pub use web_search::{Brave, SearchEngine, SearchResult, SearxNg, WebSearch};
