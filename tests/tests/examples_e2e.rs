@@ -204,3 +204,26 @@ async fn the_streaming_example_runs_offline() {
     );
     assert!(stdout.contains("three times that is 122.4."), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_file_agent_example_counts_lines_and_writes_its_report_offline() {
+    let (ok, stdout) = run_bin(env!("CARGO_BIN_EXE_file_agent_e2e"), &[]).await;
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("| greet.rs | 5 |") && stdout.contains("| main.rs | 3 |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("answer: Counted the lines"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_research_agent_example_runs_offline_on_its_sample_index() {
+    let (ok, stdout) = run_bin(env!("CARGO_BIN_EXE_research_agent_e2e"), &[]).await;
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains(
+            "answer: About 1082.67716535 feet (source: https://en.wikipedia.org/wiki/Eiffel_Tower)."
+        ),
+        "{stdout}"
+    );
+}
