@@ -236,6 +236,6 @@ async fn an_exceeded_budget_can_end_with_a_wrap_up_answer_instead() {
     };
     let result = budget_agent(model, budget).ask("x").await.unwrap();
     assert_eq!(result.text, "best effort");
-    assert_eq!(result.stop_reason, StopReason::MaxTurns);
+    assert_eq!(result.stop_reason, StopReason::BudgetExhausted);
     assert_eq!(result.turns, 2);
 }

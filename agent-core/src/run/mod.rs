@@ -146,9 +146,12 @@ pub enum StopReason {
     OutputLimit,
     /// The provider filtered the final answer.
     ContentFilter,
-    /// The turn limit (or a budget set to wrap up) was reached; the answer came from the
-    /// wrap-up call with tools disabled.
+    /// The turn limit was reached; the answer came from the wrap-up call with tools
+    /// disabled.
     MaxTurns,
+    /// A budget set to wrap up ran out; the answer came from the wrap-up call with tools
+    /// disabled.
+    BudgetExhausted,
     /// Paused: tool calls wait for a human's decision (see [`RunResult::interruption`]).
     AwaitingApproval,
 }

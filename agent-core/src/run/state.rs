@@ -104,8 +104,12 @@ enum Slot {
 enum Phase {
     /// Next: a model call with tools.
     CallModel,
-    /// Next: the wrap-up call with tools disabled.
-    WrapUp,
+    /// Next: the wrap-up call with tools disabled, because the turn limit was reached
+    /// (`budget: false`) or a budget ran out.
+    WrapUp {
+        #[serde(default)]
+        budget: bool,
+    },
     /// Next: run the pending tool calls.
     RunTools { slots: Vec<Slot> },
     /// Over.
@@ -305,12 +309,12 @@ impl RunState {
     /// with why they were not run.
     pub(crate) fn wrap_up_now(&mut self, why: &str) {
         self.answer_open_calls(why);
-        self.phase = Phase::WrapUp;
+        self.phase = Phase::WrapUp { budget: true };
     }
 
     /// Whether the next model call is the wrap-up call.
     pub fn is_wrapping_up(&self) -> bool {
-        self.phase == Phase::WrapUp
+        matches!(self.phase, Phase::WrapUp { .. })
     }
 
     /// Answers every call still open with an error saying why, and ends the run.
@@ -343,7 +347,7 @@ impl RunState {
     fn next_action(&mut self, tools: &ToolSet) -> Action {
         match &self.phase {
             Phase::CallModel => self.model_request(tools, false),
-            Phase::WrapUp => self.model_request(tools, true),
+            Phase::WrapUp { .. } => self.model_request(tools, true),
             Phase::RunTools { slots } => {
                 let waiting: Vec<PendingApproval> = slots
                     .iter()
@@ -408,9 +412,9 @@ impl RunState {
     }
 
     fn on_model_response(&mut self, tools: &ToolSet, response: ChatResponse) -> Option<Action> {
-        let wrap_up = match self.phase {
-            Phase::CallModel => false,
-            Phase::WrapUp => true,
+        let (wrap_up, budget) = match self.phase {
+            Phase::CallModel => (false, false),
+            Phase::WrapUp { budget } => (true, budget),
             _ => {
                 return Some(Action::Failed(AgentError::InvalidState(
                     "a model response arrived while no model call was pending".into(),
@@ -428,7 +432,9 @@ impl RunState {
             message.tool_calls.clear();
             let text = message.content.clone();
             self.push(Message::Assistant(message));
-            let stop_reason = if wrap_up {
+            let stop_reason = if budget {
+                StopReason::BudgetExhausted
+            } else if wrap_up {
                 StopReason::MaxTurns
             } else {
                 match response.finish_reason {
@@ -585,7 +591,7 @@ impl RunState {
         }
         if self.turns >= self.limits.max_turns {
             match self.limits.on_max_turns {
-                OnMaxTurns::WrapUp => self.phase = Phase::WrapUp,
+                OnMaxTurns::WrapUp => self.phase = Phase::WrapUp { budget: false },
                 OnMaxTurns::Fail => {
                     self.phase = Phase::Done;
                     return Some(Action::Failed(AgentError::MaxTurns {
