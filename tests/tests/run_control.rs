@@ -647,3 +647,32 @@ async fn tool_guardrails_check_arguments_and_results() {
         "Error: the result of `calculator` was withheld: the number 2 is classified"
     );
 }
+
+#[tokio::test]
+async fn calls_refused_by_the_checks_are_reported_as_finished_errors() {
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_calls([
+                ("calculater", json!({"expression": "1"})),
+                ("calculator", json!({"expression": "2*3"})),
+            ])
+            .then_text("done"),
+    );
+    let agent = calculator_agent(model).build().unwrap();
+    let ctx = RunContext::new();
+    let events: Vec<String> = agent
+        .run_stream("x", &ctx)
+        .map(|e| kind(&e))
+        .collect()
+        .await;
+    assert_eq!(
+        events[..4],
+        [
+            "turn1",
+            "usage",
+            "end1",
+            "done:Error: There is no tool named `calculater`. Available tools: calculator."
+        ]
+    );
+    assert_eq!(events[4..6], ["start:calculator", "done:6"]);
+}

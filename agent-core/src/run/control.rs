@@ -42,7 +42,8 @@ pub enum RunEvent {
         /// Its arguments.
         arguments: Value,
     },
-    /// A tool call finished (or was skipped by a hook).
+    /// A tool call finished, was skipped by a hook, or was refused by the checks (unknown
+    /// tool, invalid arguments: then without a `ToolCallStarted` before it).
     ToolCallFinished {
         /// The call's id.
         call_id: String,

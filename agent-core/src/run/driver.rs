@@ -68,6 +68,15 @@ pub async fn drive_with(
     let mut input = first;
     loop {
         let action = state.step(tools, input);
+        for refused in state.take_refused() {
+            emit.send(|| RunEvent::ToolCallFinished {
+                call_id: refused.call_id,
+                name: refused.name,
+                content: refused.content,
+                is_error: true,
+                duration: std::time::Duration::ZERO,
+            });
+        }
         if cancel.is_cancelled() && matches!(action, Action::CallModel(_) | Action::RunTools(_)) {
             return Err(state.cancel());
         }

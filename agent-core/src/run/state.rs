@@ -157,6 +157,10 @@ pub struct RunState {
     #[serde(default)]
     last_call: Option<(u64, u32)>,
     phase: Phase,
+    /// Results of calls the last model turn made that the checks refused (unknown tool,
+    /// invalid arguments), for the driver to report; drained after each step.
+    #[serde(skip)]
+    refused: Vec<ToolResult>,
 }
 
 impl RunState {
@@ -185,6 +189,7 @@ impl RunState {
             failures: BTreeMap::new(),
             last_call: None,
             phase: Phase::CallModel,
+            refused: Vec::new(),
         }
     }
 
@@ -208,6 +213,13 @@ impl RunState {
             .unwrap_or_else(|shared| (*shared).clone());
         let mut all = all;
         all.split_off(self.new_from.min(all.len()))
+    }
+
+    /// Takes the results of calls the checks refused in the last step (unknown tool,
+    /// arguments that are not valid JSON or break the schema): they never run, so this is
+    /// the only place a driver sees them before the history does.
+    pub fn take_refused(&mut self) -> Vec<ToolResult> {
+        std::mem::take(&mut self.refused)
     }
 
     /// The request options of every model call.
@@ -448,7 +460,7 @@ impl RunState {
         }
 
         ensure_unique_ids(&mut message.tool_calls, self.turns);
-        let slots = message
+        let slots: Vec<Slot> = message
             .tool_calls
             .iter()
             .map(|call| {
@@ -478,6 +490,11 @@ impl RunState {
                 }
             })
             .collect();
+        self.refused
+            .extend(slots.iter().filter_map(|slot| match slot {
+                Slot::Answered { result } => Some(result.clone()),
+                _ => None,
+            }));
         self.push(Message::Assistant(message));
         self.phase = Phase::RunTools { slots };
         if self.pending_count() == 0 {
