@@ -31,6 +31,27 @@ pub fn choose_model(
     }
 }
 
+/// The question or task given on the command line, or `default` when there is none.
+pub fn task_from_args(default: &str) -> String {
+    let given = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    if given.trim().is_empty() {
+        default.to_owned()
+    } else {
+        given
+    }
+}
+
+/// Turns an example's outcome into its exit code, printing the error in one line.
+pub fn exit_code(outcome: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Prints each tool call, its result, and the final answer of a run.
 pub fn print_transcript(result: &RunResult) {
     for message in &result.new_messages {

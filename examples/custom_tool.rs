@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use agent_core::ChatResponse;
 use agent_core::prelude::*;
-use agent_examples::{choose_model, last_tool_output, print_transcript};
+use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript, task_from_args};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -77,19 +77,8 @@ impl TypedTool for ConvertTemperature {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let question = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let question = if question.is_empty() {
-        "How warm is 21 °C in Fahrenheit?".to_owned()
-    } else {
-        question
-    };
-    match run(&question).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let question = task_from_args("How warm is 21 °C in Fahrenheit?");
+    exit_code(run(&question).await)
 }
 
 async fn run(question: &str) -> Result<(), Box<dyn std::error::Error>> {

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use agent_core::prelude::*;
 use agent_core::{ChatResponse, ToolCall};
-use agent_examples::{choose_model, last_tool_output, print_transcript};
+use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript, task_from_args};
 use agent_tools::{FileTools, Shell};
 use serde_json::json;
 
@@ -22,19 +22,8 @@ const TASK: &str = "Count the lines of every .rs file and write a summary to rep
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let task = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let task = if task.is_empty() {
-        TASK.to_owned()
-    } else {
-        task
-    };
-    match run(&task).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let task = task_from_args(TASK);
+    exit_code(run(&task).await)
 }
 
 async fn run(task: &str) -> Result<(), Box<dyn std::error::Error>> {

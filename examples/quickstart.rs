@@ -13,26 +13,15 @@ use std::process::ExitCode;
 
 use agent_core::testing::ScriptedModel;
 use agent_core::{ChatResponse, LlmAgent, ToolCall};
-use agent_examples::{choose_model, last_tool_output, print_transcript};
+use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript, task_from_args};
 use agent_tools::Calculator;
 
 const DEFAULT_QUESTION: &str = "What is 12.5% of 3,280, plus the square root of 1,764?";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let question = if args.is_empty() {
-        DEFAULT_QUESTION.to_owned()
-    } else {
-        args.join(" ")
-    };
-    match run(&question).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let question = task_from_args(DEFAULT_QUESTION);
+    exit_code(run(&question).await)
 }
 
 async fn run(question: &str) -> Result<(), Box<dyn std::error::Error>> {

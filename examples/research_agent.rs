@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use agent_core::prelude::*;
 use agent_core::{ChatResponse, ToolCall};
-use agent_examples::{choose_model, last_tool_output, print_transcript};
+use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript, task_from_args};
 use agent_tools::{Calculator, HttpFetch, SearchEngine, SearchResult, WebSearch};
 use serde_json::json;
 
@@ -23,19 +23,8 @@ const QUESTION: &str = "How tall is the Eiffel Tower in feet?";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let question = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let question = if question.is_empty() {
-        QUESTION.to_owned()
-    } else {
-        question
-    };
-    match run(&question).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let question = task_from_args(QUESTION);
+    exit_code(run(&question).await)
 }
 
 /// A few fixed entries standing in for a search engine when running offline.

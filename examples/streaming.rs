@@ -13,26 +13,15 @@ use std::process::ExitCode;
 
 use agent_core::prelude::*;
 use agent_core::{ChatResponse, RunEvent};
-use agent_examples::{choose_model, last_tool_output};
+use agent_examples::{choose_model, exit_code, last_tool_output, task_from_args};
 use agent_tools::Calculator;
 use futures::StreamExt;
 use serde_json::json;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let question = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let question = if question.is_empty() {
-        "What is 17% of 240, times 3?".to_owned()
-    } else {
-        question
-    };
-    match run(&question).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let question = task_from_args("What is 17% of 240, times 3?");
+    exit_code(run(&question).await)
 }
 
 async fn run(question: &str) -> Result<(), Box<dyn std::error::Error>> {
