@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use agent_core::prelude::*;
 use agent_core::{Approval, ChatResponse, PendingApproval, StopReason};
-use agent_examples::{choose_model, last_tool_output, print_transcript};
+use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -44,13 +44,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(auto.as_deref()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run(auto.as_deref()).await)
 }
 
 async fn run(auto: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
