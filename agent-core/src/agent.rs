@@ -17,9 +17,9 @@ use crate::memory::{ContextPolicy, KeepAll, Memory};
 use crate::message::Message;
 use crate::model::ChatModel;
 use crate::run::{
-    Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings, PartialRun, RunContext,
-    RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
-    ToolInvocation, drive_with, new_run_id,
+    Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings, RunContext, RunControls,
+    RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction, ToolInvocation,
+    drive_with, new_run_id,
 };
 use crate::tool::{ApprovalPolicy, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet};
 use futures::{Stream, StreamExt};
@@ -269,12 +269,7 @@ impl LlmAgent {
                 OutputCheck::Retry(reason) | OutputCheck::Reject(reason) => {
                     return Err(AgentError::OutputRejected {
                         reason,
-                        partial: Box::new(PartialRun {
-                            run_id: result.run_id,
-                            new_messages: result.new_messages,
-                            usage: result.usage,
-                            turns: result.turns,
-                        }),
+                        partial: Box::new(result.into_partial()),
                     });
                 }
             }

@@ -496,6 +496,24 @@ async fn a_hook_can_stop_before_and_after_a_model_call() {
 }
 
 #[tokio::test]
+async fn a_hook_stopping_after_a_final_answer_keeps_the_answer_in_the_history() {
+    let agent = LlmAgent::builder(Arc::new(ScriptedModel::new().then_text("leaked secret")))
+        .hook(Scripted {
+            after_model: Some(HookAction::Stop("leak".into())),
+            ..Scripted::none()
+        })
+        .build()
+        .unwrap();
+    let err = agent.ask("x").await.unwrap_err();
+    let AgentError::Stopped { reason, partial } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(reason, "leak");
+    assert_eq!(partial.new_messages.len(), 2);
+    assert_eq!(partial.turns, 1);
+}
+
+#[tokio::test]
 async fn a_hook_can_skip_a_tool_with_its_own_result() {
     let agent = calculator_agent(one_call())
         .hook(Scripted {
@@ -576,6 +594,7 @@ async fn an_output_guardrail_sends_feedback_and_accepts_the_retry() {
             .then_text("The answer is 42."),
     );
     let agent = LlmAgent::builder(model.clone())
+        .instructions("Be exact.")
         .output_guardrail(|text| {
             if text.contains("probably") {
                 OutputCheck::Retry("Be certain.".into())
@@ -588,8 +607,19 @@ async fn an_output_guardrail_sends_feedback_and_accepts_the_retry() {
     let result = agent.ask("answer?").await.unwrap();
     assert_eq!(result.text, "The answer is 42.");
     let second = &model.requests()[1];
-    assert_eq!(second.messages.last().unwrap().text(), "Be certain.");
+    let texts: Vec<String> = second.messages.iter().map(Message::text).collect();
+    assert_eq!(
+        texts,
+        [
+            "Be exact.",
+            "answer?",
+            "The answer is probably 41.",
+            "Be certain."
+        ]
+    );
     assert_eq!(result.turns, 2);
+    // The run's own messages: input, first answer, feedback, final answer.
+    assert_eq!(result.new_messages.len(), 4);
 }
 
 #[tokio::test]

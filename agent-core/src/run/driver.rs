@@ -142,8 +142,16 @@ pub async fn drive_with(
                         for hook in hooks {
                             if let HookAction::Stop(reason) = hook.after_model(&response).await {
                                 // The answer is recorded first, so the history shows it.
-                                let _ = state.step(tools, Input::ModelResponse(response));
-                                return Err(state.stop(reason));
+                                return Err(
+                                    match state.step(tools, Input::ModelResponse(response)) {
+                                        Action::Finished(result) => AgentError::Stopped {
+                                            reason,
+                                            partial: Box::new(result.into_partial()),
+                                        },
+                                        Action::Failed(error) => error,
+                                        _ => state.stop(reason),
+                                    },
+                                );
                             }
                         }
                         match over {
@@ -200,7 +208,9 @@ pub async fn drive_with(
                 let (outcomes, stop) = runner.run_with(invocations, hooks, emit.reborrow()).await;
                 if cancel.is_cancelled() || stop.is_some() {
                     // Record what finished, then end: nothing is lost, nothing unanswered.
-                    let _ = state.step(tools, Input::ToolResults(outcomes));
+                    if let Action::Failed(error) = state.step(tools, Input::ToolResults(outcomes)) {
+                        return Err(error);
+                    }
                     return Err(match stop {
                         Some(reason) => state.stop(reason),
                         None => state.cancel(),

@@ -178,6 +178,19 @@ pub struct RunResult {
     pub interruption: Option<Box<Interruption>>,
 }
 
+impl RunResult {
+    /// The result as the history of a run that did not end well (for errors raised after
+    /// the answer came: a hook or guardrail refusing it).
+    pub fn into_partial(self) -> PartialRun {
+        PartialRun {
+            run_id: self.run_id,
+            new_messages: self.new_messages,
+            usage: self.usage,
+            turns: self.turns,
+        }
+    }
+}
+
 /// What a run had done when it ended without an answer. Its messages keep the history
 /// invariant: every tool call in them is answered.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

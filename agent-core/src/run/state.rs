@@ -208,11 +208,14 @@ impl RunState {
     }
 
     /// Takes this run's messages out (the run is over).
+    /// Takes this run's messages out; the context (instructions, earlier history) stays,
+    /// so a reopened run still sends it.
     fn take_new_messages(&mut self) -> Vec<Message> {
-        let all = Arc::try_unwrap(std::mem::take(&mut self.messages))
+        let mut all = Arc::try_unwrap(std::mem::take(&mut self.messages))
             .unwrap_or_else(|shared| (*shared).clone());
-        let mut all = all;
-        all.split_off(self.new_from.min(all.len()))
+        let new = all.split_off(self.new_from.min(all.len()));
+        self.messages = Arc::new(all);
+        new
     }
 
     /// Takes the results of calls the checks refused in the last step (unknown tool,
