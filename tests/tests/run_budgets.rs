@@ -239,3 +239,30 @@ async fn an_exceeded_budget_can_end_with_a_wrap_up_answer_instead() {
     assert_eq!(result.stop_reason, StopReason::BudgetExhausted);
     assert_eq!(result.turns, 2);
 }
+
+#[tokio::test]
+async fn a_wrap_up_answer_that_still_calls_tools_ends_the_run_with_its_text() {
+    // Over budget on every call; the wrap-up answer ignores "no tools" and calls one anyway.
+    let model = ScriptedModel::new()
+        .then_response(with_usage(call("1"), 1000, 10))
+        .then_response(ChatResponse {
+            message: agent_core::AssistantMessage::with_tool_calls(
+                "here is what I have",
+                vec![ToolCall::new(
+                    "x",
+                    "calculator",
+                    &json!({"expression": "2"}),
+                )],
+            ),
+            ..with_usage(ChatResponse::default(), 1000, 10)
+        });
+    let budget = Budget {
+        max_input_tokens: Some(500),
+        on_exceeded: OnBudgetExceeded::WrapUp,
+        ..Default::default()
+    };
+    let result = budget_agent(model, budget).ask("x").await.unwrap();
+    assert_eq!(result.text, "here is what I have");
+    assert_eq!(result.stop_reason, StopReason::BudgetExhausted);
+    agent_core::check_history(&result.new_messages).unwrap();
+}

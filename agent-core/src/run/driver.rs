@@ -158,14 +158,16 @@ pub async fn drive_with(
                             // Over budget, and the model wants more: record its turn, then
                             // stop or wrap up. A final answer is kept even if it went over.
                             Some(exceeded) if !response.message.tool_calls.is_empty() => {
-                                let action = state.step(tools, Input::ModelResponse(response));
-                                if let Action::Failed(error) = action {
-                                    return Err(error);
+                                match state.step(tools, Input::ModelResponse(response)) {
+                                    // The wrap-up answer (its calls dropped) ends the run.
+                                    Action::Finished(result) => return Ok(result),
+                                    Action::Failed(error) => return Err(error),
+                                    _ => {}
                                 }
                                 let fail = budget.as_ref().is_none_or(|t| {
                                     t.budget().on_exceeded == OnBudgetExceeded::Fail
                                 });
-                                if fail || state.is_done() {
+                                if fail {
                                     return Err(state.over_budget(exceeded));
                                 }
                                 state.wrap_up_now(&format!(
