@@ -94,6 +94,22 @@ fn field(v: &Value, key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The results in `body` at `pointer` (an array of objects with `title`, `url` and a
+/// snippet under `snippet_key`), at most `max`.
+fn results_at(body: &Value, pointer: &str, snippet_key: &str, max: usize) -> Vec<SearchResult> {
+    body.pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .take(max)
+        .map(|r| SearchResult {
+            title: field(r, "title"),
+            url: field(r, "url"),
+            snippet: field(r, snippet_key),
+        })
+        .collect()
+}
+
 /// A SearxNG instance's JSON API (`/search?format=json`; the instance must enable the JSON
 /// format).
 #[derive(Clone, Debug)]
@@ -128,18 +144,7 @@ impl SearchEngine for SearxNg {
             .get(format!("{}/search", self.base_url))
             .query(&[("q", query), ("format", "json")]);
         let body = get_json(request, "SearxNG").await?;
-        Ok(body
-            .get("results")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .take(max_results)
-            .map(|r| SearchResult {
-                title: field(r, "title"),
-                url: field(r, "url"),
-                snippet: field(r, "content"),
-            })
-            .collect())
+        Ok(results_at(&body, "/results", "content", max_results))
     }
 }
 
@@ -188,18 +193,12 @@ impl SearchEngine for Brave {
             .header("X-Subscription-Token", token)
             .header(reqwest::header::ACCEPT, "application/json");
         let body = get_json(request, "Brave Search").await?;
-        Ok(body
-            .pointer("/web/results")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .take(max_results)
-            .map(|r| SearchResult {
-                title: field(r, "title"),
-                url: field(r, "url"),
-                snippet: field(r, "description"),
-            })
-            .collect())
+        Ok(results_at(
+            &body,
+            "/web/results",
+            "description",
+            max_results,
+        ))
     }
 }
 

@@ -11,6 +11,7 @@ mod approval;
 mod budget;
 mod control;
 mod driver;
+mod repeat;
 mod state;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,13 +2,13 @@
 //! same actions, which is what makes a run testable, resumable and serialisable.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::approval::{Approval, Interruption, PendingApproval};
+use super::repeat::{Repeat, RepeatTracker};
 use super::{ModelSettings, OnMaxTurns, PartialRun, RunLimits, RunResult, StopReason};
 use crate::error::{AgentError, ModelError, ToolError, ToolErrorKind};
 use crate::message::{Message, ToolCall, ToolResult, Usage, check_history};
@@ -155,7 +155,7 @@ pub struct RunState {
     /// Fingerprint of the last tool call (tool, arguments, result) and how many times in a
     /// row it has repeated.
     #[serde(default)]
-    last_call: Option<(u64, u32)>,
+    last_call: RepeatTracker,
     phase: Phase,
     /// Results of calls the last model turn made that the checks refused (unknown tool,
     /// invalid arguments), for the driver to report; drained after each step.
@@ -187,7 +187,7 @@ impl RunState {
             usage: Usage::default(),
             turn_usage: Vec::new(),
             failures: BTreeMap::new(),
-            last_call: None,
+            last_call: RepeatTracker::default(),
             phase: Phase::CallModel,
             refused: Vec::new(),
         }
@@ -576,7 +576,10 @@ impl RunState {
                 .iter()
                 .find(|(id, _)| *id == result.call_id)
                 .map_or("", |(_, a)| a.as_str());
-            match self.note_repeat(&result, args) {
+            match self
+                .last_call
+                .observe(&result, args, self.limits.max_identical_calls)
+            {
                 Repeat::Fresh => {}
                 Repeat::Warn(times) => result.content.push_str(&format!(
                     "\n\nNote: `{}` has now been called {times} times in a row with the same \
@@ -622,26 +625,6 @@ impl RunState {
             }
         }
         None
-    }
-
-    /// Tracks identical consecutive calls (same tool, arguments and result).
-    fn note_repeat(&mut self, result: &ToolResult, args: &str) -> Repeat {
-        let limit = self.limits.max_identical_calls;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (&result.name, args.trim(), &result.content, result.is_error).hash(&mut hasher);
-        let fingerprint = hasher.finish();
-        let times = match self.last_call {
-            Some((last, times)) if last == fingerprint => times + 1,
-            _ => 1,
-        };
-        self.last_call = Some((fingerprint, times));
-        if limit == 0 || times < limit {
-            Repeat::Fresh
-        } else if times == limit {
-            Repeat::Warn(times)
-        } else {
-            Repeat::Stuck(times)
-        }
     }
 
     fn on_approvals(
@@ -766,15 +749,6 @@ impl RunState {
             interruption: None,
         }
     }
-}
-
-/// Whether a call repeats the previous one, and how often.
-enum Repeat {
-    Fresh,
-    /// The limit was reached: tell the model.
-    Warn(u32),
-    /// The model went on anyway.
-    Stuck(u32),
 }
 
 /// The result message for a failed call: says it is an error and what to do about it.
