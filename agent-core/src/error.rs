@@ -199,6 +199,8 @@ pub enum ToolErrorKind {
     Panicked,
     /// The tool ran and failed.
     Failed,
+    /// What the tool relies on is gone: an MCP server that exited or closed the connection.
+    Unavailable,
 }
 
 /// A tool refused or failed.

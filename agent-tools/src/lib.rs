@@ -16,6 +16,8 @@ pub mod calculator;
 pub mod clock;
 pub mod files;
 pub mod http_fetch;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod shell;
 pub mod web_search;
 
