@@ -10,39 +10,49 @@ use serde::Deserialize;
 use serde_json::json;
 
 /// What the clock should do.
+/// What the clock should do.
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockAction {
+    /// The current date and time (uses `time_zone`).
+    Now,
+    /// A date plus (or minus, with negative numbers) some years, months, weeks and days
+    /// (uses `date`, `years`, `months`, `weeks`, `days`).
+    AddToDate,
+    /// The time between two dates, in days and in years, months and days (uses `from`, `to`).
+    DaysBetween,
+}
+
+/// The clock's arguments: one flat object (a top-level `oneOf` is refused by several
+/// providers), with the fields each action uses.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum ClockArgs {
-    /// The current date and time.
-    Now {
-        /// IANA time zone, e.g. "Europe/Paris" or "America/New_York". Default: UTC.
-        #[serde(default)]
-        time_zone: Option<String>,
-    },
-    /// A date plus (or minus, with negative numbers) some years, months, weeks and days.
-    AddToDate {
-        /// The date, as YYYY-MM-DD.
-        date: String,
-        /// Years to add.
-        #[serde(default)]
-        years: i16,
-        /// Months to add.
-        #[serde(default)]
-        months: i32,
-        /// Weeks to add.
-        #[serde(default)]
-        weeks: i32,
-        /// Days to add.
-        #[serde(default)]
-        days: i32,
-    },
-    /// The time between two dates (YYYY-MM-DD): in days, and in years, months and days.
-    DaysBetween {
-        /// The first date, YYYY-MM-DD.
-        from: String,
-        /// The second date, YYYY-MM-DD.
-        to: String,
-    },
+pub struct ClockArgs {
+    /// What to do: "now", "add_to_date" or "days_between".
+    pub action: ClockAction,
+    /// For "now": an IANA time zone, e.g. "Europe/Paris" or "America/New_York". Default: UTC.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// For "add_to_date": the date, as YYYY-MM-DD.
+    #[serde(default)]
+    pub date: Option<String>,
+    /// For "add_to_date": years to add.
+    #[serde(default)]
+    pub years: i16,
+    /// For "add_to_date": months to add.
+    #[serde(default)]
+    pub months: i32,
+    /// For "add_to_date": weeks to add.
+    #[serde(default)]
+    pub weeks: i32,
+    /// For "add_to_date": days to add.
+    #[serde(default)]
+    pub days: i32,
+    /// For "days_between": the first date, YYYY-MM-DD.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// For "days_between": the second date, YYYY-MM-DD.
+    #[serde(default)]
+    pub to: Option<String>,
 }
 
 /// The `clock` tool.
@@ -69,7 +79,12 @@ impl Clock {
     }
 }
 
-fn parse_date(field: &str, value: &str) -> Result<Date, ToolError> {
+fn parse_date(field: &str, action: &str, value: Option<&str>) -> Result<Date, ToolError> {
+    let value = value.ok_or_else(|| {
+        ToolError::invalid_arguments(format!(
+            "`{field}` (YYYY-MM-DD) is required for \"{action}\""
+        ))
+    })?;
     value.trim().parse::<Date>().map_err(|e| {
         ToolError::invalid_arguments(format!("`{field}` must be a date like 2025-03-14 ({e})"))
     })
@@ -94,9 +109,9 @@ impl TypedTool for Clock {
     }
 
     async fn call(&self, args: ClockArgs, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        match args {
-            ClockArgs::Now { time_zone } => {
-                let name = time_zone.unwrap_or_else(|| "UTC".to_owned());
+        match args.action {
+            ClockAction::Now => {
+                let name = args.time_zone.unwrap_or_else(|| "UTC".to_owned());
                 let tz = TimeZone::get(name.trim()).map_err(|_| {
                     ToolError::invalid_arguments(format!(
                         "unknown time zone `{name}`; use an IANA name such as \"Europe/Paris\", \
@@ -114,19 +129,13 @@ impl TypedTool for Clock {
                 })
                 .into())
             }
-            ClockArgs::AddToDate {
-                date,
-                years,
-                months,
-                weeks,
-                days,
-            } => {
-                let start = parse_date("date", &date)?;
+            ClockAction::AddToDate => {
+                let start = parse_date("date", "add_to_date", args.date.as_deref())?;
                 let span = Span::new()
-                    .try_years(years)
-                    .and_then(|s| s.try_months(months))
-                    .and_then(|s| s.try_weeks(weeks))
-                    .and_then(|s| s.try_days(days))
+                    .try_years(args.years)
+                    .and_then(|s| s.try_months(args.months))
+                    .and_then(|s| s.try_weeks(args.weeks))
+                    .and_then(|s| s.try_days(args.days))
                     .map_err(|e| {
                         ToolError::invalid_arguments(format!("the amounts are out of range ({e})"))
                     })?;
@@ -138,8 +147,9 @@ impl TypedTool for Clock {
                         .into(),
                 )
             }
-            ClockArgs::DaysBetween { from, to } => {
-                let (a, b) = (parse_date("from", &from)?, parse_date("to", &to)?);
+            ClockAction::DaysBetween => {
+                let a = parse_date("from", "days_between", args.from.as_deref())?;
+                let b = parse_date("to", "days_between", args.to.as_deref())?;
                 let days = a
                     .until((Unit::Day, b))
                     .map_err(|e| ToolError::failed(format!("cannot compute the difference ({e})")))?
@@ -216,5 +226,23 @@ mod tests {
             "{}",
             e.message
         );
+        let e = call(json!({"action": "days_between", "from": "2024-01-01"}))
+            .await
+            .unwrap_err();
+        assert!(
+            e.message.contains("`to` (YYYY-MM-DD) is required"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn the_schema_is_one_flat_object_every_provider_accepts() {
+        let clock = std::sync::Arc::new(Clock::new()) as std::sync::Arc<dyn Tool>;
+        let tools = agent_core::ToolSet::new([clock]).unwrap();
+        let schema = &tools.specs()[0].parameters;
+        assert_eq!(schema["type"], "object");
+        assert!(schema.get("oneOf").is_none() && schema.get("anyOf").is_none());
+        assert_eq!(schema["required"], json!(["action"]));
     }
 }

@@ -22,10 +22,12 @@ pub(crate) fn result_to_output(
         };
         return Err(ToolError::failed(message));
     }
+    // Servers write the text for a model to read, and are asked to repeat structured
+    // content there as JSON; structured content alone is passed on as JSON.
     match result.structured_content {
-        // Structured content is the machine-readable form; servers repeat it as text only
-        // for older clients, so prefer it.
-        Some(structured) if !structured.is_null() => Ok(ToolOutput::Json(structured)),
+        Some(structured) if result.content.is_empty() && !structured.is_null() => {
+            Ok(ToolOutput::Json(structured))
+        }
         _ => Ok(ToolOutput::Text(text)),
     }
 }
@@ -151,8 +153,14 @@ mod tests {
     }
 
     #[test]
-    fn structured_content_is_preferred() {
-        let mut result = CallToolResult::success(vec![ContentBlock::text("{\"t\":1}")]);
+    fn text_is_preferred_and_structured_content_alone_is_json() {
+        let mut result = CallToolResult::success(vec![ContentBlock::text("Allowed: /tmp")]);
+        result.structured_content = Some(json!({"content": "Allowed: /tmp"}));
+        assert_eq!(
+            result_to_output("x", result).unwrap(),
+            ToolOutput::Text("Allowed: /tmp".into())
+        );
+        let mut result = CallToolResult::success(vec![]);
         result.structured_content = Some(json!({"t": 1}));
         assert_eq!(
             result_to_output("x", result).unwrap(),
