@@ -3,3 +3,4 @@
 #![doc = include_str!("../README.md")]
 
 pub mod fake_server;
+pub mod mcp_servers;

@@ -419,7 +419,8 @@ fn spawn_error(program: &OsString, e: &std::io::Error) -> McpError {
 
 fn handshake_reason(error: &str, child: bool) -> String {
     let lower = error.to_ascii_lowercase();
-    if child && (lower.contains("connection closed") || lower.contains("closed")) {
+    let gone = ["closed", "broken pipe", "end of file", "eof"];
+    if child && gone.iter().any(|g| lower.contains(g)) {
         format!(
             "it exited or closed its stdout before answering `initialize` ({error}); check the \
              command and its arguments"
@@ -692,6 +693,12 @@ impl McpClient {
                 description: t.description.clone(),
             })
             .collect()
+    }
+
+    /// How many times the tool list has been fetched: 1 after [`connect`](McpClientBuilder::connect),
+    /// one more after each change the server announced.
+    pub fn tools_version(&self) -> u64 {
+        *self.state.version.borrow()
     }
 
     /// Waits until the tool list changes (after the server announced a change and the new
