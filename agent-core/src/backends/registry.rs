@@ -125,6 +125,11 @@ impl ModelRegistry {
                     .map(|m| Arc::new(m) as Arc<dyn ChatModel>)
             }),
         );
+        let local_lookup = Arc::clone(&lookup);
+        registry.register(
+            "local",
+            Arc::new(move |model: &str| create_local(model, &*local_lookup)),
+        );
         registry
     }
 
@@ -170,4 +175,46 @@ impl ModelRegistry {
         }
         Some(self.create(&value))
     }
+}
+
+/// `local:NAME`: the model file, loaded once per process and shared.
+#[cfg(feature = "local")]
+fn create_local(
+    model: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn ChatModel>, ModelError> {
+    use super::local::{LocalConfig, LocalModel, resolve_model_path};
+    let home = lookup("HOME").map(std::path::PathBuf::from);
+    let path = resolve_model_path(
+        model,
+        lookup("AGENT_LOCAL_MODEL").as_deref(),
+        home.as_deref(),
+    )
+    .map_err(|e| e.with_provider("local", model))?;
+    let mut config = LocalConfig::new(path);
+    config.name = model.to_owned();
+    if let Some(threads) = lookup("AGENT_LOCAL_THREADS") {
+        let parsed = threads.trim().parse::<usize>().ok().filter(|&n| n > 0);
+        config.threads = Some(parsed.ok_or_else(|| {
+            ModelError::new(
+                ModelErrorKind::Configuration,
+                format!("AGENT_LOCAL_THREADS must be a positive number, not `{threads}`"),
+            )
+        })?);
+    }
+    Ok(LocalModel::shared(config) as Arc<dyn ChatModel>)
+}
+
+/// `local:NAME` in a build without the `local` feature: say how to get it.
+#[cfg(not(feature = "local"))]
+fn create_local(
+    model: &str,
+    _lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn ChatModel>, ModelError> {
+    Err(ModelError::new(
+        ModelErrorKind::Configuration,
+        "this build has no local models: build with `--features local` (see the README's \
+         \"A local model\" section, or run scripts/local-setup.sh)",
+    )
+    .with_provider("local", model))
 }

@@ -1,0 +1,723 @@
+//! The llama.cpp engine: one worker thread owns the model, its context and the KV cache;
+//! requests are queued to it and answered as a stream of events.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+
+use super::grammar::{LineKind, line_grammar};
+use super::protocol::{Step, base_prompt, instructions, parse_step, preamble, step_message, turns};
+use crate::error::{ModelError, ModelErrorKind};
+use crate::message::Usage;
+use crate::model::{
+    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, StreamEvent,
+    ToolChoice, ToolSpec, collect_stream,
+};
+
+/// How a local model is loaded and run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalConfig {
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// The name reported by [`ChatModel::model`].
+    pub name: String,
+    /// Threads for prompt processing and generation; `None`: the physical cores.
+    pub threads: Option<usize>,
+    /// The context window in tokens (prompt plus answer).
+    pub context_size: u32,
+    /// The most tokens one answer may have, unless the request says otherwise.
+    pub max_output_tokens: u32,
+    /// Decode under the grammar built from the tools' schemas (on by default; off only to
+    /// measure what it costs).
+    pub grammar: bool,
+}
+
+impl LocalConfig {
+    /// A configuration for this file with the defaults: physical cores, 8192-token context,
+    /// 256-token answers, grammar on.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "local".to_owned());
+        LocalConfig {
+            path,
+            name,
+            threads: None,
+            context_size: 8192,
+            max_output_tokens: 256,
+            grammar: true,
+        }
+    }
+}
+
+/// Counters of the work done so far, for benchmarks and to see the KV cache at work.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LocalStats {
+    /// How long loading the model and creating its context took.
+    pub load_time: Duration,
+    /// Prompt tokens processed (not served from the KV cache).
+    pub prompt_tokens: u64,
+    /// Prompt tokens reused from the KV cache.
+    pub reused_tokens: u64,
+    /// Time spent processing prompts.
+    pub prompt_time: Duration,
+    /// Tokens generated.
+    pub generated_tokens: u64,
+    /// Time spent generating (sampling and grammar included).
+    pub generation_time: Duration,
+    /// The threads in use.
+    pub threads: usize,
+    /// Whether the file carries a chat template (used for the prompt).
+    pub chat_template: bool,
+}
+
+struct Job {
+    request: ChatRequest,
+    events: tokio::sync::mpsc::UnboundedSender<Result<StreamEvent, ModelError>>,
+    cancel: Arc<AtomicBool>,
+}
+
+struct Shared {
+    stats: Mutex<LocalStats>,
+}
+
+/// A GGUF model run in process by llama.cpp; see the [module docs](super).
+///
+/// Loading starts at once on a worker thread of its own; the first request waits for it.
+/// Requests run one at a time (one KV cache), each as a stream of events: answer text as it
+/// is generated, a tool call when its line is complete.
+///
+/// ```no_run
+/// use agent_core::backends::local::{LocalConfig, LocalModel};
+/// let model = LocalModel::new(LocalConfig::new("/models/gemma-3-270m-q4_k_m.gguf"));
+/// ```
+pub struct LocalModel {
+    name: String,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for LocalModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalModel")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend() -> Result<&'static LlamaBackend, ModelError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            // llama.cpp logs through tracing (target `llama-cpp-2`), not to stderr.
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| {
+            ModelError::new(
+                ModelErrorKind::Configuration,
+                format!("llama.cpp did not start: {e}"),
+            )
+        })
+}
+
+impl LocalModel {
+    /// Starts loading the model on a worker thread and returns at once.
+    pub fn new(config: LocalConfig) -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let shared = Arc::new(Shared {
+            stats: Mutex::new(LocalStats::default()),
+        });
+        let name = config.name.clone();
+        let worker_shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("local-model-{name}"))
+            .spawn(move || worker(config, queue, worker_shared));
+        if let Err(e) = spawned {
+            tracing::error!("could not start the local model's thread: {e}");
+        }
+        LocalModel {
+            name,
+            jobs: Mutex::new(jobs),
+            shared,
+        }
+    }
+
+    /// One shared instance per file and settings: a second `local:` model string naming the
+    /// same file reuses the loaded model instead of loading it again.
+    pub fn shared(config: LocalConfig) -> Arc<LocalModel> {
+        static LOADED: OnceLock<Mutex<HashMap<String, Weak<LocalModel>>>> = OnceLock::new();
+        let key = format!("{config:?}");
+        let loaded = LOADED.get_or_init(Default::default);
+        let Ok(mut loaded) = loaded.lock() else {
+            return Arc::new(LocalModel::new(config));
+        };
+        if let Some(model) = loaded.get(&key).and_then(Weak::upgrade) {
+            return model;
+        }
+        let model = Arc::new(LocalModel::new(config));
+        loaded.insert(key, Arc::downgrade(&model));
+        model
+    }
+
+    /// The work done so far.
+    pub fn stats(&self) -> LocalStats {
+        self.shared.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+}
+
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl ChatModel for LocalModel {
+    fn provider(&self) -> &str {
+        "local"
+    }
+
+    fn model(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tools: true,
+            parallel_tool_calls: false,
+            streaming: true,
+            images: false,
+            structured_output: false,
+            reasoning: false,
+        }
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
+        collect_stream(self.chat_stream(request).await?).await
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
+        let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let job = Job {
+            request: request.clone(),
+            events,
+            cancel: cancel.clone(),
+        };
+        let sent = self.jobs.lock().map_err(|_| stopped_error())?.send(job);
+        if sent.is_err() {
+            return Err(stopped_error());
+        }
+        let guard = CancelOnDrop(cancel);
+        Ok(Box::pin(futures::stream::poll_fn(move |cx| {
+            let _keep = &guard;
+            rx.poll_recv(cx)
+        })))
+    }
+}
+
+fn stopped_error() -> ModelError {
+    ModelError::new(
+        ModelErrorKind::Other,
+        "the local model's worker thread has stopped (see the earlier error)",
+    )
+    .with_provider("local", "")
+}
+
+fn worker(config: LocalConfig, queue: mpsc::Receiver<Job>, shared: Arc<Shared>) {
+    let started = Instant::now();
+    let loaded = backend().and_then(|backend| {
+        let model = LlamaModel::load_from_file(backend, &config.path, &LlamaModelParams::default())
+            .map_err(|e| {
+                ModelError::new(
+                    ModelErrorKind::Configuration,
+                    format!("cannot load {}: {e}", config.path.display()),
+                )
+            })?;
+        Ok((backend, model))
+    });
+    let (backend, model) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => return fail_all(queue, error.with_provider("local", &config.name)),
+    };
+    let threads = config.threads.unwrap_or_else(super::physical_cores).max(1);
+    let threads_i32 = i32::try_from(threads).unwrap_or(1);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(config.context_size.max(512)))
+        .with_n_seq_max(SLOTS as u32)
+        .with_kv_unified(true)
+        .with_n_batch(512)
+        .with_n_threads(threads_i32)
+        .with_n_threads_batch(threads_i32);
+    let mut ctx = match model.new_context(backend, params) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let error = ModelError::new(
+                ModelErrorKind::Configuration,
+                format!("cannot create a context for {}: {e}", config.path.display()),
+            );
+            return fail_all(queue, error.with_provider("local", &config.name));
+        }
+    };
+    let template = model.chat_template(None).ok();
+    if let Ok(mut stats) = shared.stats.lock() {
+        stats.load_time = started.elapsed();
+        stats.threads = threads;
+        stats.chat_template = template.is_some();
+    }
+    let mut engine = Engine {
+        model: &model,
+        template,
+        slots: vec![Vec::new(); SLOTS],
+        last_used: vec![0; SLOTS],
+        clock: 0,
+        config: &config,
+        shared: &shared,
+        calls: AtomicU64::new(0),
+    };
+    while let Ok(job) = queue.recv() {
+        let outcome = engine.run(&mut ctx, &job);
+        let message = match outcome {
+            Ok(response) => Ok(StreamEvent::Completed(response)),
+            Err(error) => {
+                // The cache may hold half a prompt: start clean next time.
+                engine.slots.iter_mut().for_each(Vec::clear);
+                ctx.clear_kv_cache();
+                Err(error.with_provider("local", &config.name))
+            }
+        };
+        let _ = job.events.send(message);
+    }
+}
+
+fn fail_all(queue: mpsc::Receiver<Job>, error: ModelError) {
+    tracing::error!("{error}");
+    while let Ok(job) = queue.recv() {
+        let _ = job.events.send(Err(error.clone()));
+    }
+}
+
+/// Conversations kept in the KV cache at once (one sequence each), so agents that take
+/// turns on one model each keep their prefix.
+const SLOTS: usize = 4;
+
+struct Engine<'m> {
+    model: &'m LlamaModel,
+    template: Option<LlamaChatTemplate>,
+    /// The tokens in the KV cache, per sequence, in order.
+    slots: Vec<Vec<LlamaToken>>,
+    /// When each sequence was last used (a counter), to evict the oldest.
+    last_used: Vec<u64>,
+    clock: u64,
+    config: &'m LocalConfig,
+    shared: &'m Shared,
+    calls: AtomicU64,
+}
+
+fn engine_error(kind: ModelErrorKind, message: impl Into<String>) -> ModelError {
+    ModelError::new(kind, message)
+}
+
+impl Engine<'_> {
+    fn prompt(&self, request: &ChatRequest) -> Result<String, ModelError> {
+        let Some(template) = &self.template else {
+            return Ok(base_prompt(&request.messages, &request.tools));
+        };
+        let mut chat = vec![(
+            "system",
+            preamble(&instructions(&request.messages), &request.tools),
+        )];
+        chat.extend(
+            turns(&request.messages)
+                .into_iter()
+                .map(|t| (t.role, t.text)),
+        );
+        let chat = chat
+            .into_iter()
+            .map(|(role, text)| LlamaChatMessage::new(role.to_owned(), text))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| engine_error(ModelErrorKind::BadRequest, format!("{e}")))?;
+        self.model
+            .apply_chat_template(template, &chat, true)
+            .map_err(|e| {
+                engine_error(
+                    ModelErrorKind::Other,
+                    format!("the model's chat template failed: {e}"),
+                )
+            })
+    }
+
+    fn run(&mut self, ctx: &mut LlamaContext<'_>, job: &Job) -> Result<ChatResponse, ModelError> {
+        let request = &job.request;
+        let prompt = self.prompt(request)?;
+        let vocab = self.model.vocab();
+        let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
+        let max_new = request
+            .max_output_tokens
+            .unwrap_or(self.config.max_output_tokens)
+            .max(1) as usize;
+        let n_ctx = ctx.n_ctx() as usize;
+        if tokens.len() + max_new > n_ctx {
+            return Err(engine_error(
+                ModelErrorKind::ContextLengthExceeded,
+                format!(
+                    "the conversation is {} tokens and the answer may take {max_new}; the local \
+                     context holds {n_ctx} (raise LocalConfig::context_size)",
+                    tokens.len()
+                ),
+            ));
+        }
+
+        // Reuse the longest common prefix among the cached conversations. A conversation
+        // that goes on continues in its own sequence; a new one that shares a prefix with
+        // another (the same instructions and tools) gets that prefix copied into the least
+        // recently used sequence (cells are shared, not recomputed), so both stay cached.
+        let prefix =
+            |slot: &Vec<LlamaToken>| slot.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
+        let (source, shared) = (0..SLOTS)
+            .map(|i| (i, prefix(&self.slots[i])))
+            .max_by_key(|&(i, n)| (n, self.last_used[i]))
+            .unwrap_or((0, 0));
+        let seq = if shared > 0 && shared == self.slots[source].len() {
+            source
+        } else {
+            (0..SLOTS)
+                .filter(|&i| i != source || shared == 0)
+                .min_by_key(|&i| (!self.slots[i].is_empty(), self.last_used[i]))
+                .unwrap_or(source)
+        };
+        if seq != source && shared > 0 {
+            let copied = u32::try_from(shared).ok();
+            ctx.kv_cache_seq_rm(seq as i32, None, None)
+                .and_then(|_| ctx.kv_cache_seq_cp(source as i32, seq as i32, Some(0), copied))
+                .map_err(|e| engine_error(ModelErrorKind::Other, format!("KV cache: {e}")))?;
+            self.slots[seq] = self.slots[source][..shared].to_vec();
+        }
+        self.clock += 1;
+        self.last_used[seq] = self.clock;
+        let mut common = prefix(&self.slots[seq]);
+        if common == tokens.len() {
+            common -= 1; // the last prompt token must be decoded again for its logits
+        }
+        let seq_id = seq as i32;
+        ctx.kv_cache_seq_rm(seq_id, u32::try_from(common).ok(), None)
+            .map_err(|e| engine_error(ModelErrorKind::Other, format!("KV cache: {e}")))?;
+        self.slots[seq].truncate(common);
+        // The sequences share the context: make room by dropping the oldest others.
+        while self.slots.iter().map(Vec::len).sum::<usize>() - common + tokens.len() + max_new
+            > n_ctx
+        {
+            let Some(oldest) = (0..SLOTS)
+                .filter(|&i| i != seq && !self.slots[i].is_empty())
+                .min_by_key(|&i| self.last_used[i])
+            else {
+                break;
+            };
+            ctx.kv_cache_seq_rm(oldest as i32, None, None)
+                .map_err(|e| engine_error(ModelErrorKind::Other, format!("KV cache: {e}")))?;
+            self.slots[oldest].clear();
+        }
+        let prompt_started = Instant::now();
+        let n_batch = ctx.n_batch().max(1) as usize;
+        let mut batch = LlamaBatch::new(n_batch, 1);
+        let mut last_index = 0;
+        for (chunk_no, chunk) in tokens[common..].chunks(n_batch).enumerate() {
+            if job.cancel.load(Ordering::Relaxed) {
+                return Err(cancelled());
+            }
+            batch.clear();
+            let start = common + chunk_no * n_batch;
+            for (i, &token) in chunk.iter().enumerate() {
+                let pos = (start + i) as i32;
+                let last = start + i + 1 == tokens.len();
+                batch
+                    .add(token, pos, &[seq_id], last)
+                    .map_err(|e| engine_error(ModelErrorKind::Other, format!("batch: {e}")))?;
+            }
+            ctx.decode(&mut batch)
+                .map_err(|e| engine_error(ModelErrorKind::Other, format!("decode: {e}")))?;
+            self.slots[seq].extend_from_slice(chunk);
+            last_index = chunk.len() as i32 - 1;
+        }
+        let prompt_time = prompt_started.elapsed();
+
+        let (tools, kind) = tools_for(request);
+        let mut grammar = if self.config.grammar {
+            let gbnf = line_grammar(&tools, kind);
+            Some(
+                LlamaSampler::grammar(self.model, &gbnf, "root").map_err(|e| {
+                    engine_error(
+                        ModelErrorKind::BadRequest,
+                        format!("the tools' schemas gave a grammar llama.cpp refused: {e}"),
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
+        let temperature = request.temperature.unwrap_or(0.0);
+        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ tokens.len() as u64);
+
+        let generation_started = Instant::now();
+        let mut line = String::new();
+        let mut pending = Vec::new();
+        let mut piece = Vec::new();
+        let mut generated = 0usize;
+        let mut streamed = 0usize;
+        let mut finish = FinishReason::Length;
+        let mut index = last_index;
+        while generated < max_new {
+            if job.cancel.load(Ordering::Relaxed) {
+                return Err(cancelled());
+            }
+            let token = pick(ctx, index, grammar.as_mut(), temperature, &mut rng)?;
+            generated += 1;
+            if vocab.is_eog(token) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            if let Some(g) = grammar.as_mut() {
+                g.accept(token);
+            }
+            piece.clear();
+            vocab.token_to_piece_into(token, &mut piece, false, None);
+            pending.extend_from_slice(&piece);
+            let valid = match std::str::from_utf8(&pending) {
+                Ok(s) => s.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            if valid > 0 {
+                line.push_str(&String::from_utf8_lossy(&pending[..valid]));
+                pending.drain(..valid);
+            }
+            let done = line.contains('\n');
+            // Stream answer text as it comes (a call is sent whole, when its line is done).
+            if let Some(text) = line.strip_prefix("ANSWER ") {
+                let text = text.split('\n').next().unwrap_or_default();
+                if text.len() > streamed {
+                    let _ = job
+                        .events
+                        .send(Ok(StreamEvent::TextDelta(text[streamed..].to_owned())));
+                    streamed = text.len();
+                }
+            }
+            if done {
+                finish = FinishReason::Stop;
+                break;
+            }
+            batch.clear();
+            batch
+                .add(token, self.slots[seq].len() as i32, &[seq_id], true)
+                .map_err(|e| engine_error(ModelErrorKind::Other, format!("batch: {e}")))?;
+            ctx.decode(&mut batch)
+                .map_err(|e| engine_error(ModelErrorKind::Other, format!("decode: {e}")))?;
+            self.slots[seq].push(token);
+            index = 0;
+        }
+        let generation_time = generation_started.elapsed();
+        if let Ok(mut stats) = self.shared.stats.lock() {
+            stats.prompt_tokens += (tokens.len() - common) as u64;
+            stats.reused_tokens += common as u64;
+            stats.prompt_time += prompt_time;
+            stats.generated_tokens += generated as u64;
+            stats.generation_time += generation_time;
+        }
+
+        let line = line.split('\n').next().unwrap_or_default().to_owned();
+        let step = parse_step(&line);
+        if let Step::Call { .. } = step {
+            finish = FinishReason::ToolCalls;
+        }
+        let mut message = step_message(step);
+        for call in &mut message.tool_calls {
+            call.id = format!("call_{}", self.calls.fetch_add(1, Ordering::Relaxed));
+            let _ = job.events.send(Ok(StreamEvent::ToolCallStarted {
+                index: 0,
+                id: call.id.clone(),
+                name: call.name.clone(),
+            }));
+            let _ = job.events.send(Ok(StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: call.arguments.clone(),
+            }));
+        }
+        Ok(ChatResponse {
+            message,
+            finish_reason: finish,
+            usage: Usage {
+                input_tokens: tokens.len() as u64,
+                output_tokens: generated as u64,
+                cached_input_tokens: common as u64,
+                reasoning_tokens: 0,
+            },
+        })
+    }
+}
+
+fn cancelled() -> ModelError {
+    engine_error(ModelErrorKind::Cancelled, "the request was cancelled")
+}
+
+/// The tools the next line may call, and what the line may be, per the request's tool
+/// choice.
+fn tools_for(request: &ChatRequest) -> (Vec<ToolSpec>, LineKind) {
+    match &request.tool_choice {
+        ToolChoice::None => (Vec::new(), LineKind::AnswerOnly),
+        ToolChoice::Auto => (request.tools.to_vec(), LineKind::CallOrAnswer),
+        ToolChoice::Required => (request.tools.to_vec(), LineKind::CallOnly),
+        ToolChoice::Tool(name) => (
+            request
+                .tools
+                .iter()
+                .filter(|t| &t.name == name)
+                .cloned()
+                .collect(),
+            LineKind::CallOnly,
+        ),
+    }
+}
+
+/// Picks the next token. Greedy (temperature 0): the most likely token, checked against the
+/// grammar alone first; only when the grammar refuses it is the grammar applied to the whole
+/// vocabulary (262k tokens for Gemma 3), which is what makes grammars slow. With a
+/// temperature: a draw among the 40 most likely tokens the grammar allows.
+fn pick(
+    ctx: &LlamaContext<'_>,
+    index: i32,
+    grammar: Option<&mut LlamaSampler>,
+    temperature: f32,
+    rng: &mut Rng,
+) -> Result<LlamaToken, ModelError> {
+    let logits = ctx.get_logits_ith(index);
+    if temperature <= 0.0 {
+        let best = argmax(logits.iter().copied().enumerate())
+            .ok_or_else(|| engine_error(ModelErrorKind::Other, "no logits"))?;
+        let Some(grammar) = grammar else {
+            return Ok(LlamaToken(best as i32));
+        };
+        let mut one = LlamaTokenDataArray::new(
+            vec![LlamaTokenData::new(
+                LlamaToken(best as i32),
+                logits[best],
+                0.0,
+            )],
+            false,
+        );
+        grammar.apply(&mut one);
+        if one.data[0].logit().is_finite() {
+            return Ok(LlamaToken(best as i32));
+        }
+        let mut all = full_array(logits);
+        grammar.apply(&mut all);
+        return argmax(all.data.iter().map(|d| (d.id().0 as usize, d.logit())))
+            .filter(|&i| logits.get(i).is_some())
+            .map(|i| LlamaToken(i as i32))
+            .ok_or_else(grammar_dead_end);
+    }
+    let mut top: Vec<(usize, f32)> = logits.iter().copied().enumerate().collect();
+    let k = 40.min(top.len());
+    top.select_nth_unstable_by(k.saturating_sub(1), |a, b| b.1.total_cmp(&a.1));
+    top.truncate(k);
+    let mut candidates = LlamaTokenDataArray::new(
+        top.iter()
+            .map(|&(i, l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0))
+            .collect(),
+        false,
+    );
+    if let Some(grammar) = grammar {
+        grammar.apply(&mut candidates);
+        if !candidates.data.iter().any(|d| d.logit().is_finite()) {
+            candidates = full_array(logits);
+            grammar.apply(&mut candidates);
+        }
+    }
+    let allowed: Vec<(LlamaToken, f32)> = candidates
+        .data
+        .iter()
+        .filter(|d| d.logit().is_finite())
+        .map(|d| (d.id(), d.logit()))
+        .collect();
+    let max = allowed
+        .iter()
+        .map(|a| a.1)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = allowed
+        .iter()
+        .map(|a| f64::from((a.1 - max) / temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    if allowed.is_empty() || total <= 0.0 {
+        return Err(grammar_dead_end());
+    }
+    let mut draw = rng.next_f64() * total;
+    for (w, a) in weights.iter().zip(&allowed) {
+        draw -= w;
+        if draw <= 0.0 {
+            return Ok(a.0);
+        }
+    }
+    Ok(allowed[allowed.len() - 1].0)
+}
+
+fn grammar_dead_end() -> ModelError {
+    engine_error(
+        ModelErrorKind::InvalidResponse,
+        "the grammar allows no token here (a schema the grammar cannot express?)",
+    )
+}
+
+fn full_array(logits: &[f32]) -> LlamaTokenDataArray {
+    LlamaTokenDataArray::new(
+        logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0))
+            .collect(),
+        false,
+    )
+}
+
+fn argmax(values: impl Iterator<Item = (usize, f32)>) -> Option<usize> {
+    values
+        .filter(|(_, v)| v.is_finite())
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+}
+
+/// xorshift64*: enough randomness for sampling, with no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
