@@ -128,7 +128,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "weather",
         "Current weather in a city.",
         |a: WeatherArgs, _| async move { Ok::<_, ToolError>(format!("Sunny, 21°C in {}", a.city)) },
+    )
+    .with_example(
+        "Is it raining in Berlin?",
+        serde_json::json!({"city": "Berlin"}),
     );
+    // (FnTool examples have no outcome; the ready tools' examples do.)
     let tools: Vec<Arc<dyn Tool>> = vec![
         Arc::new(Calculator::new()),
         Arc::new(Clock::new()),

@@ -62,7 +62,7 @@ pub use message::{
 };
 pub use model::{
     Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, ResponseFormat,
-    StreamEvent, ToolChoice, ToolSpec, collect_stream,
+    StreamEvent, ToolChoice, ToolExample, ToolSpec, collect_stream,
 };
 pub use run::{
     Action, Approval, HookAction, Input, Interruption, ModelSettings, OnMaxTurns, PartialRun,

@@ -28,6 +28,47 @@ pub struct ToolSpec {
     /// converts the schema to the provider's strict subset.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub strict: bool,
+    /// Example calls, for models that learn from examples in the prompt (the local
+    /// backend's small models); remote providers are not sent them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<ToolExample>,
+}
+
+/// A task and the call that does it: a few of these teach a small model when and how to
+/// call a tool.
+///
+/// ```
+/// use agent_core::ToolExample;
+/// let e = ToolExample::new("What is 6 times 7?", serde_json::json!({"expression": "6 * 7"}));
+/// assert_eq!(e.task, "What is 6 times 7?");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolExample {
+    /// What a user asks.
+    pub task: String,
+    /// The arguments of the call that does it (checked against the tool's schema when the
+    /// tool is put in a `ToolSet`).
+    pub arguments: Value,
+    /// What the call returns and the answer given from it, to show the whole exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<(String, String)>,
+}
+
+impl ToolExample {
+    /// An example.
+    pub fn new(task: impl Into<String>, arguments: Value) -> Self {
+        ToolExample {
+            task: task.into(),
+            arguments,
+            outcome: None,
+        }
+    }
+
+    /// Adds the call's result and the answer made from it.
+    pub fn with_outcome(mut self, result: impl Into<String>, answer: impl Into<String>) -> Self {
+        self.outcome = Some((result.into(), answer.into()));
+        self
+    }
 }
 
 /// Whether and which tools the model may call.

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{ToolError, ToolErrorKind, ToolSetError};
 use crate::message::ToolCall;
-use crate::model::ToolSpec;
+use crate::model::{ToolExample, ToolSpec};
 use crate::schema::{ArgumentValidator, normalize, schema_for};
 
 /// What calling a tool does to the world; tells approval policies and schedulers what is
@@ -206,6 +206,11 @@ pub trait Tool: Send + Sync {
         ToolMeta::default()
     }
 
+    /// Example tasks and calls, for small models that learn from examples (none by default).
+    fn examples(&self) -> Vec<ToolExample> {
+        Vec::new()
+    }
+
     /// Runs the tool. `args` has already been checked against [`parameters`](Tool::parameters).
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError>;
 }
@@ -251,6 +256,11 @@ pub trait TypedTool: Send + Sync + 'static {
         ToolMeta::default()
     }
 
+    /// Example tasks and calls, for small models that learn from examples (none by default).
+    fn examples(&self) -> Vec<ToolExample> {
+        Vec::new()
+    }
+
     /// Runs the tool.
     async fn call(&self, args: Self::Args, ctx: &ToolContext) -> Result<ToolOutput, ToolError>;
 }
@@ -269,6 +279,9 @@ impl<T: TypedTool> Tool for T {
     fn meta(&self) -> ToolMeta {
         TypedTool::meta(self)
     }
+    fn examples(&self) -> Vec<ToolExample> {
+        TypedTool::examples(self)
+    }
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
         let args = deserialize_args::<T::Args>(args)?;
         TypedTool::call(self, args, ctx).await
@@ -284,6 +297,7 @@ pub struct FnTool<A, F> {
     name: String,
     description: String,
     meta: ToolMeta,
+    examples: Vec<ToolExample>,
     f: F,
     _args: PhantomData<fn(A)>,
 }
@@ -298,6 +312,12 @@ impl<A, F> FnTool<A, F> {
     /// Marks the tool read-only and parallel-safe.
     pub fn read_only(self) -> Self {
         self.with_meta(ToolMeta::read_only())
+    }
+
+    /// Adds an example task and call (see [`ToolExample`]).
+    pub fn with_example(mut self, task: impl Into<String>, arguments: Value) -> Self {
+        self.examples.push(ToolExample::new(task, arguments));
+        self
     }
 }
 
@@ -340,6 +360,7 @@ where
         name: name.into(),
         description: description.into(),
         meta: ToolMeta::default(),
+        examples: Vec::new(),
         f,
         _args: PhantomData,
     }
@@ -364,6 +385,9 @@ where
     }
     fn meta(&self) -> ToolMeta {
         self.meta
+    }
+    fn examples(&self) -> Vec<ToolExample> {
+        self.examples.clone()
     }
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
         let args = deserialize_args::<A>(args)?;
@@ -435,12 +459,26 @@ impl ToolSet {
                 }
             })?;
             let meta = tool.meta();
+            let examples = tool.examples();
+            for (i, example) in examples.iter().enumerate() {
+                if let Err(problems) = validator.validate(&example.arguments) {
+                    return Err(ToolSetError::InvalidSchema {
+                        tool: name,
+                        reason: format!(
+                            "example {} does not match the parameters: {}",
+                            i + 1,
+                            problems.join("; ")
+                        ),
+                    });
+                }
+            }
             index.insert(name.clone(), entries.len());
             specs.push(ToolSpec {
                 name,
                 description: tool.description().to_owned(),
                 parameters,
                 strict: meta.strict,
+                examples,
             });
             entries.push(ToolEntry {
                 meta,

@@ -62,6 +62,28 @@ impl TypedTool for Calculator {
         ToolMeta::read_only()
     }
 
+    fn examples(&self) -> Vec<agent_core::ToolExample> {
+        use agent_core::ToolExample;
+        use serde_json::json;
+        vec![
+            ToolExample::new(
+                "How much is 15% of 80, plus 7?",
+                json!({"expression": "15% of 80 + 7"}),
+            )
+            .with_outcome("19", "The result is 19."),
+            ToolExample::new(
+                "What is 6 times 7, divided by 3?",
+                json!({"expression": "6 * 7 / 3"}),
+            )
+            .with_outcome("14", "The result is 14."),
+            ToolExample::new(
+                "What is 3 to the power of 4, minus the square root of 81?",
+                json!({"expression": "3^4 - sqrt(81)"}),
+            )
+            .with_outcome("72", "The result is 72."),
+        ]
+    }
+
     async fn call(
         &self,
         args: CalculatorArgs,

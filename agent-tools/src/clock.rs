@@ -108,6 +108,36 @@ impl TypedTool for Clock {
         ToolMeta::read_only()
     }
 
+    fn examples(&self) -> Vec<agent_core::ToolExample> {
+        use agent_core::ToolExample;
+        vec![
+            ToolExample::new(
+                "What is the time in New York?",
+                json!({"action": "now", "time_zone": "America/New_York"}),
+            )
+            .with_outcome(
+                r#"{"date":"2025-03-14","time":"09:30:00","time_zone":"America/New_York","utc_offset":"-04","weekday":"Friday"}"#,
+                "It is 09:30 on Friday 2025-03-14 in New York.",
+            ),
+            ToolExample::new(
+                "How many days are there from 2023-05-01 to 2023-06-15?",
+                json!({"action": "days_between", "from": "2023-05-01", "to": "2023-06-15"}),
+            )
+            .with_outcome(
+                r#"{"days":45,"months":1,"remaining_days":14,"years":0}"#,
+                "45 days.",
+            ),
+            ToolExample::new(
+                "Which date is 2 weeks after 2024-07-01?",
+                json!({"action": "add_to_date", "date": "2024-07-01", "weeks": 2}),
+            )
+            .with_outcome(
+                r#"{"date":"2024-07-15","weekday":"Monday"}"#,
+                "2024-07-15, a Monday.",
+            ),
+        ]
+    }
+
     async fn call(&self, args: ClockArgs, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
         match args.action {
             ClockAction::Now => {

@@ -216,6 +216,15 @@ impl TypedTool for ReadFile {
     fn meta(&self) -> ToolMeta {
         ToolMeta::read_only()
     }
+    fn examples(&self) -> Vec<agent_core::ToolExample> {
+        vec![
+            agent_core::ToolExample::new(
+                "Show me what todo.md says.",
+                serde_json::json!({"path": "todo.md"}),
+            )
+            .with_outcome("1: - call the plumber", "It says: call the plumber."),
+        ]
+    }
     async fn call(&self, args: ReadArgs, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
         let files = self.0.clone();
         blocking(move || {

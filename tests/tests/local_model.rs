@@ -2,7 +2,8 @@
 //! `cargo test -p agent-tests --features local --test local_model`.
 //!
 //! When the weights are not installed, each test says so on stderr and returns without
-//! checking anything; `.ci/run` installs them, so CI always runs these for real.
+//! checking anything, unless `AGENT_LOCAL_REQUIRED=1` (set by `.ci/run`, which installs
+//! them), where a missing model fails the test.
 
 #![cfg(feature = "local")]
 
@@ -22,6 +23,11 @@ fn model() -> Option<Arc<dyn ChatModel>> {
     let home = std::env::var("HOME").ok().map(std::path::PathBuf::from);
     let override_path = std::env::var("AGENT_LOCAL_MODEL").ok();
     if let Err(e) = resolve_model_path(DEFAULT_MODEL, override_path.as_deref(), home.as_deref()) {
+        assert!(
+            std::env::var("AGENT_LOCAL_REQUIRED").as_deref() != Ok("1"),
+            "AGENT_LOCAL_REQUIRED=1 but the local model is missing: {}",
+            e.message
+        );
         eprintln!(
             "SKIPPED: the local model is not installed ({}); install it with: {INSTALL_HINT}",
             e.message

@@ -325,6 +325,7 @@ async fn mistral_ids_are_mapped_and_a_bridge_separates_tool_and_user() {
             description: "c".into(),
             parameters: json!({"type": "object", "properties": {}}),
             strict: false,
+            examples: Vec::new(),
         }]
         .into(),
         ..Default::default()

@@ -749,8 +749,8 @@ mod tests {
         let request = ChatRequest {
             messages: vec![Message::system("Be brief."), Message::user("hi")].into(),
             tools: vec![
-                crate::model::ToolSpec { name: "now".into(), description: "Time.".into(), parameters: json!({"type": "object", "properties": {}}), strict: false },
-                crate::model::ToolSpec { name: "add".into(), description: "Adds.".into(), parameters: json!({"type": "object", "additionalProperties": false, "properties": {"a": {"type": "integer", "format": "int64"}}}), strict: false },
+                crate::model::ToolSpec { name: "now".into(), description: "Time.".into(), parameters: json!({"type": "object", "properties": {}}), strict: false, examples: Vec::new() },
+                crate::model::ToolSpec { name: "add".into(), description: "Adds.".into(), parameters: json!({"type": "object", "additionalProperties": false, "properties": {"a": {"type": "integer", "format": "int64"}}}), strict: false, examples: Vec::new() },
             ]
             .into(),
             tool_choice: ToolChoice::Tool("add".into()),

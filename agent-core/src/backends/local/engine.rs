@@ -487,11 +487,26 @@ impl Engine<'_> {
         let mut streamed = 0usize;
         let mut finish = FinishReason::Length;
         let mut index = last_index;
+        let mut last_token = None;
+        let mut run = 0usize;
         while generated < max_new {
             if job.cancel.load(Ordering::Relaxed) {
                 return Err(cancelled());
             }
             let token = pick(ctx, index, grammar.as_mut(), temperature, &mut rng)?;
+            // A small model can loop on one token ("452.000000..."): a run of RUNAWAY
+            // identical tokens ends the line there.
+            run = if Some(token) == last_token {
+                run + 1
+            } else {
+                1
+            };
+            last_token = Some(token);
+            if run >= RUNAWAY {
+                finish = FinishReason::Stop;
+                line = trim_run(&line);
+                break;
+            }
             generated += 1;
             if vocab.is_eog(token) {
                 finish = FinishReason::Stop;
@@ -678,6 +693,22 @@ fn pick(
         }
     }
     Ok(allowed[allowed.len() - 1].0)
+}
+
+/// This many identical tokens in a row end the line.
+const RUNAWAY: usize = 8;
+
+/// The line without the run of one repeated character it ends with (and a dangling `.`),
+/// plus the newline that ends a line.
+fn trim_run(line: &str) -> String {
+    let mut out = line.trim_end().to_owned();
+    if let Some(last) = out.chars().last() {
+        while out.ends_with(last) {
+            out.pop();
+        }
+    }
+    let out = out.trim_end_matches('.').trim_end();
+    format!("{out}\n")
 }
 
 fn grammar_dead_end() -> ModelError {

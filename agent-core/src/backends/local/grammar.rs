@@ -247,6 +247,7 @@ mod tests {
             description: String::new(),
             parameters,
             strict: false,
+            examples: Vec::new(),
         }
     }
 

@@ -35,7 +35,8 @@ pub struct Turn {
     pub text: String,
 }
 
-/// The text before the conversation: instructions, tools, the format and a worked example.
+/// The text before the conversation: instructions, tools, the format, the tools' own
+/// examples (see [`ToolExample`](crate::ToolExample)) and a worked example.
 pub fn preamble(instructions: &str, tools: &[ToolSpec]) -> String {
     let mut s = String::new();
     if !instructions.trim().is_empty() {
@@ -45,31 +46,60 @@ pub fn preamble(instructions: &str, tools: &[ToolSpec]) -> String {
     if tools.is_empty() {
         s.push_str(
             "Answer the task on one line that starts with ANSWER.\n\n\
-             TASK What is the capital of France?\n\
-             ANSWER The capital of France is Paris.\n\n",
+             TASK Who wrote Les Misérables?\n\
+             ANSWER Victor Hugo wrote Les Misérables.\n\n",
         );
         return s;
     }
     s.push_str("Tools:\n");
     for tool in tools {
         s.push_str(&format!(
-            "- {}: {}\n  arguments: {}\n  example: CALL {} {}\n",
+            "- {}: {}\n  arguments: {}\n",
             tool.name,
             one_line(&tool.description),
             describe_arguments(&tool.parameters),
-            tool.name,
-            example_arguments(&tool.parameters)
         ));
+        if tool.examples.is_empty() {
+            s.push_str(&format!(
+                "  example: CALL {} {}\n",
+                tool.name,
+                example_arguments(&tool.parameters)
+            ));
+        }
     }
     s.push_str(
         "\nWrite one line per step. To use a tool, write CALL, the tool's name and its \
          arguments as JSON; its result comes back on a line that starts with RESULT. Use a \
          tool whenever one fits, and never guess a result. When you know the answer, write \
-         ANSWER and the answer.\n\n\
-         TASK How long is the river Loire?\n\
-         CALL lookup {\"query\": \"length of the river Loire\"}\n\
-         RESULT The Loire is 1,006 km long.\n\
-         ANSWER The Loire is 1,006 km long.\n\n",
+         ANSWER and the answer, starting with what the RESULT says.\n\n",
+    );
+    // The tools' examples, taking turns between tools so no one tool dominates.
+    let most = tools.iter().map(|t| t.examples.len()).max().unwrap_or(0);
+    for round in 0..most {
+        for tool in tools {
+            if let Some(example) = tool.examples.get(round) {
+                s.push_str(&format!(
+                    "TASK {}\nCALL {} {}\n",
+                    one_line(&example.task),
+                    tool.name,
+                    example.arguments
+                ));
+                if let Some((result, answer)) = &example.outcome {
+                    s.push_str(&format!(
+                        "RESULT {}\nANSWER {}\n",
+                        one_line(result),
+                        one_line(answer)
+                    ));
+                }
+                s.push('\n');
+            }
+        }
+    }
+    s.push_str(
+        "TASK Who wrote Les Misérables?\n\
+         CALL lookup {\"query\": \"author of Les Misérables\"}\n\
+         RESULT Les Misérables is a novel by Victor Hugo, published in 1862.\n\
+         ANSWER Victor Hugo.\n\n",
     );
     s
 }
@@ -203,7 +233,8 @@ fn compact_json(raw: &str) -> String {
         .unwrap_or_else(|_| one_line(raw))
 }
 
-/// `{"expression": string, "time_zone"?: string}`: the arguments in one short line.
+/// `{"expression": string (The expression, e.g. "2 + 2".), "time_zone"?: string}`: the
+/// arguments in one line, each with the start of its description.
 fn describe_arguments(schema: &Value) -> String {
     let Some(props) = schema.get("properties").and_then(Value::as_object) else {
         return "{}".to_owned();
@@ -217,7 +248,12 @@ fn describe_arguments(schema: &Value) -> String {
             } else {
                 "?"
             };
-            format!("\"{name}\"{optional}: {}", describe_type(prop))
+            let mut field = format!("\"{name}\"{optional}: {}", describe_type(prop));
+            if let Some(d) = prop.get("description").and_then(Value::as_str) {
+                let d: String = one_line(d).chars().take(120).collect();
+                field.push_str(&format!(" ({d})"));
+            }
+            field
         })
         .collect();
     format!("{{{}}}", fields.join(", "))
@@ -346,6 +382,7 @@ mod tests {
                 "required": ["expression"]
             }),
             strict: false,
+            examples: Vec::new(),
         }
     }
 
@@ -362,6 +399,7 @@ mod tests {
                 "required": ["action"]
             }),
             strict: false,
+            examples: Vec::new(),
         }
     }
 
@@ -371,9 +409,18 @@ mod tests {
         assert!(p.starts_with("Be brief.\n\nTools:\n"));
         assert!(p.contains(
             "- calculator: Evaluates an arithmetic expression. Use it for every calculation.\n  \
-             arguments: {\"expression\": string}\n  \
+             arguments: {\"expression\": string (The expression, e.g. \"12.5% of 3280 + sqrt(1764)\".)}\n  \
              example: CALL calculator {\"expression\":\"12.5% of 3280 + sqrt(1764)\"}\n"
         ), "{p}");
+        // A tool's own examples become worked lines instead of the made-up example.
+        let mut taught = clock();
+        taught.examples = vec![crate::model::ToolExample::new(
+            "Time in Paris?",
+            json!({"action": "now", "time_zone": "Europe/Paris"}),
+        )];
+        let q = preamble("", &[calculator(), taught]);
+        assert!(q.contains("TASK Time in Paris?\nCALL clock {\"action\":\"now\",\"time_zone\":\"Europe/Paris\"}\n\n"), "{q}");
+        assert!(!q.contains("example: CALL clock"), "{q}");
         assert!(
             p.contains(
                 "arguments: {\"action\": \"now\" | \"days_between\", \"time_zone\"?: string | null}"
@@ -384,7 +431,7 @@ mod tests {
             p.contains("example: CALL clock {\"action\":\"now\"}"),
             "{p}"
         );
-        assert!(p.ends_with("ANSWER The Loire is 1,006 km long.\n\n"));
+        assert!(p.ends_with("ANSWER Victor Hugo.\n\n"));
     }
 
     #[test]
