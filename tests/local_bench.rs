@@ -197,8 +197,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("model: {}", path.display());
     println!(
-        "threads: {}, grammar: {}, chat template: {}",
-        stats.threads, config.grammar, stats.chat_template
+        "generation threads at the end: {} ({} changes for other processes' load), grammar: {}, chat template: {}",
+        stats.threads, stats.thread_changes, config.grammar, stats.chat_template
     );
     println!("load: {:.2} s", secs(load.load_time));
     println!(

@@ -82,8 +82,10 @@ pub struct LocalStats {
     pub generated_tokens: u64,
     /// Time spent generating (sampling and grammar included).
     pub generation_time: Duration,
-    /// The threads in use.
+    /// The generation threads in use (prompt processing uses every physical core).
     pub threads: usize,
+    /// How often the generation threads were changed because other processes took cores.
+    pub thread_changes: u64,
     /// Whether the file carries a chat template (used for the prompt).
     pub chat_template: bool,
 }
@@ -262,15 +264,10 @@ fn worker(config: LocalConfig, queue: mpsc::Receiver<Job>, shared: Arc<Shared>) 
         Err(error) => return fail_all(queue, error.with_provider("local", &config.name)),
     };
     let threads = config.threads.unwrap_or_else(super::physical_cores).max(1);
-    let threads_i32 = i32::try_from(threads).unwrap_or(1);
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(config.context_size.max(512)))
-        .with_n_seq_max(SLOTS as u32)
-        .with_kv_unified(true)
-        .with_n_batch(512)
-        .with_n_threads(threads_i32)
-        .with_n_threads_batch(threads_i32);
-    let mut ctx = match model.new_context(backend, params) {
+    // Explicit threads are kept; the default adapts generation to what is free (below).
+    let adaptive = config.threads.is_none() && threads > 1;
+    let mut generation_threads = threads;
+    let mut ctx = match model.new_context(backend, context_params(&config, threads, threads)) {
         Ok(ctx) => ctx,
         Err(e) => {
             let error = ModelError::new(
@@ -295,6 +292,7 @@ fn worker(config: LocalConfig, queue: mpsc::Receiver<Job>, shared: Arc<Shared>) 
         config: &config,
         shared: &shared,
         calls: AtomicU64::new(0),
+        others_busy: None,
     };
     while let Ok(job) = queue.recv() {
         let outcome = engine.run(&mut ctx, &job);
@@ -308,7 +306,73 @@ fn worker(config: LocalConfig, queue: mpsc::Receiver<Job>, shared: Arc<Shared>) 
             }
         };
         let _ = job.events.send(message);
+
+        // Generation runs its threads in lock step: when other processes keep cores busy,
+        // a thread that waits for a core stalls all of them (2 threads on 2 cores with one
+        // busy generated 15 tokens/s where 1 thread did 26). So the generation threads
+        // follow the cores others leave free, measured over the last generation; prompt
+        // processing keeps every core (it did not suffer).
+        if adaptive && let Some(busy) = engine.others_busy.take() {
+            let want = if busy >= 0.6 {
+                threads.saturating_sub(busy.round() as usize).max(1)
+            } else if busy <= 0.3 {
+                threads
+            } else {
+                generation_threads
+            };
+            if want != generation_threads {
+                match engine.rebuild(backend, &mut ctx, want, threads) {
+                    Ok(()) => {
+                        tracing::debug!(
+                            "local model: generation threads {generation_threads} -> {want} \
+                             (other processes used {busy:.1} cores)"
+                        );
+                        generation_threads = want;
+                    }
+                    Err(e) => tracing::warn!("local model: could not change threads: {e}"),
+                }
+                if let Ok(mut stats) = shared.stats.lock() {
+                    stats.threads = generation_threads;
+                    stats.thread_changes += 1;
+                }
+            }
+        }
     }
+}
+
+fn context_params(config: &LocalConfig, generation: usize, batch: usize) -> LlamaContextParams {
+    LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(config.context_size.max(512)))
+        .with_n_seq_max(SLOTS as u32)
+        .with_kv_unified(true)
+        .with_n_batch(512)
+        .with_n_threads(i32::try_from(generation).unwrap_or(1))
+        .with_n_threads_batch(i32::try_from(batch).unwrap_or(1))
+}
+
+/// CPU time, in clock ticks (1/100 s): all CPUs' busy time, and this process's.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &own[own.rfind(')')? + 2..];
+    let own_fields: Vec<&str> = rest.split(' ').collect();
+    let own = own_fields.get(11)?.parse::<u64>().ok()? + own_fields.get(12)?.parse::<u64>().ok()?;
+    Some((busy, own))
 }
 
 fn fail_all(queue: mpsc::Receiver<Job>, error: ModelError) {
@@ -333,13 +397,47 @@ struct Engine<'m> {
     config: &'m LocalConfig,
     shared: &'m Shared,
     calls: AtomicU64,
+    /// Cores other processes kept busy during the last generation (when long enough to tell).
+    others_busy: Option<f64>,
 }
 
 fn engine_error(kind: ModelErrorKind, message: impl Into<String>) -> ModelError {
     ModelError::new(kind, message)
 }
 
-impl Engine<'_> {
+impl<'m> Engine<'m> {
+    /// Replaces the context with one using `generation` threads, moving every cached
+    /// conversation over (a copy of its KV cells, no recomputation).
+    fn rebuild(
+        &mut self,
+        backend: &LlamaBackend,
+        ctx: &mut LlamaContext<'m>,
+        generation: usize,
+        batch: usize,
+    ) -> Result<(), String> {
+        let flags = llama_cpp_2::LlamaStateSeqFlags::empty();
+        let mut saved = Vec::new();
+        for (seq, tokens) in self.slots.iter().enumerate() {
+            if !tokens.is_empty() {
+                let state = ctx
+                    .state_seq_get(seq as i32, flags)
+                    .map_err(|e| e.to_string())?;
+                saved.push((seq, state));
+            }
+        }
+        let mut fresh = self
+            .model
+            .new_context(backend, context_params(self.config, generation, batch))
+            .map_err(|e| e.to_string())?;
+        for (seq, state) in &saved {
+            if fresh.state_seq_set(state, *seq as i32).is_err() {
+                self.slots[*seq].clear();
+            }
+        }
+        *ctx = fresh;
+        Ok(())
+    }
+
     fn prompt(&self, request: &ChatRequest) -> Result<String, ModelError> {
         let Some(template) = &self.template else {
             return Ok(base_prompt(&request.messages, &request.tools));
@@ -480,6 +578,7 @@ impl Engine<'_> {
         let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ tokens.len() as u64);
 
         let generation_started = Instant::now();
+        let ticks_before = cpu_ticks();
         let mut line = String::new();
         let mut pending = Vec::new();
         let mut piece = Vec::new();
@@ -551,6 +650,15 @@ impl Engine<'_> {
             index = 0;
         }
         let generation_time = generation_started.elapsed();
+        if let (Some((busy0, own0)), Some((busy1, own1))) = (ticks_before, cpu_ticks()) {
+            let wall = generation_time.as_secs_f64();
+            if wall >= 0.2 {
+                let others = busy1
+                    .saturating_sub(busy0)
+                    .saturating_sub(own1.saturating_sub(own0));
+                self.others_busy = Some(others as f64 / 100.0 / wall);
+            }
+        }
         if let Ok(mut stats) = self.shared.stats.lock() {
             stats.prompt_tokens += (tokens.len() - common) as u64;
             stats.reused_tokens += common as u64;
