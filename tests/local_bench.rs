@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use agent_core::backends::local::{DEFAULT_MODEL, LocalConfig, LocalModel, resolve_model_path};
 use agent_core::{LlmAgent, Message, Tool, ToolError, tool_fn};
+use agent_tests::proc_stats::peak_rss_mib;
 use agent_tools::{Calculator, Clock, FileTools};
 
 struct Task {
@@ -83,18 +84,6 @@ const TASKS: [Task; 10] = [
 struct WeatherArgs {
     /// The city, e.g. "Paris".
     city: String,
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        })
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
 }
 
 #[tokio::main(flavor = "current_thread")]

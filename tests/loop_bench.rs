@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use agent_core::backends::openai::OpenAiCompatible;
 use agent_core::{LlmAgent, RunLimits, ToolError, ToolMeta, tool_fn};
 use agent_tests::fake_server::{FakeServer, Recorded, Reply};
+use agent_tests::proc_stats::{cpu_time, peak_rss_kib};
 use serde_json::{Value, json};
 
 const PROMPT: &str = "Compute 2+3 and 4*5";
@@ -129,35 +130,6 @@ fn serve(args: &[String]) -> Result<(), String> {
 }
 
 // ------------------------------------------------------------------------- the two clients
-
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
-    let hz = 100; // USER_HZ on Linux
-    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
-}
-
-/// Peak resident set size of this process, in KiB.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn client(args: &[String]) -> Result<(), String> {
     let (mode, rest) = args.split_first().ok_or("--client needs ours|floor")?;

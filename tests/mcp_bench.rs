@@ -11,52 +11,18 @@
 //! 64 calls in flight at once (calls/s), and the client's peak RSS. The call is `calculator`
 //! with "12*37+8" when the server has it, else `echo`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use agent_core::{ToolCall, ToolContext, ToolSet};
+use agent_core::ToolSet;
+use agent_tests::mcp_servers::call_tool;
+use agent_tests::proc_stats::{cpu_time, peak_rss_mib};
 use agent_tools::mcp::McpClient;
 use serde_json::{Value, json};
 
-fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 Hz).
-    let ticks: u64 =
-        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-        })
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
-}
-
 async fn call(tools: &ToolSet, name: &str, args: &Value) -> String {
-    let checked = tools
-        .check_call(&ToolCall::new("b", name, args))
-        .expect("valid call");
-    tools
-        .invoke(
-            name,
-            checked,
-            ToolContext::detached(),
-            Duration::from_secs(30),
-        )
+    call_tool(tools, name, args.clone())
         .await
         .expect("call succeeds")
-        .into_content()
 }
 
 #[tokio::main]

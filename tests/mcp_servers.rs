@@ -5,6 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent_core::{ToolCall, ToolContext, ToolError, ToolSet};
+use serde_json::Value;
+
 /// The folder with `package.json`, the lock file and `changing-tools.mjs`.
 pub fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp-servers")
@@ -66,4 +69,19 @@ pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     done()
+}
+
+/// Checks a call against the tool set and runs it (30 s timeout), as the loop would; the
+/// output as text.
+pub async fn call_tool(tools: &ToolSet, name: &str, args: Value) -> Result<String, ToolError> {
+    let checked = tools.check_call(&ToolCall::new("c1", name, &args))?;
+    tools
+        .invoke(
+            name,
+            checked,
+            ToolContext::detached(),
+            Duration::from_secs(30),
+        )
+        .await
+        .map(|o| o.into_content())
 }

@@ -4,3 +4,4 @@
 
 pub mod fake_server;
 pub mod mcp_servers;
+pub mod proc_stats;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use agent_core::prelude::*;
 use agent_core::{ChatResponse, Message, Tool, ToolCall, ToolContext, ToolErrorKind, ToolSet};
 use agent_tests::mcp_servers::{
-    bin, changing_tools, eventually, process_exists, process_group_members,
+    bin, call_tool, changing_tools, eventually, process_exists, process_group_members,
 };
 use agent_tools::mcp::{McpClient, McpError};
 use serde_json::{Value, json};
@@ -26,16 +26,7 @@ fn tool_set(client: &McpClient) -> ToolSet {
 }
 
 async fn call(tools: &ToolSet, name: &str, args: Value) -> Result<String, agent_core::ToolError> {
-    let checked = tools.check_call(&ToolCall::new("c1", name, &args))?;
-    tools
-        .invoke(
-            name,
-            checked,
-            ToolContext::detached(),
-            Duration::from_secs(30),
-        )
-        .await
-        .map(|o| o.into_content())
+    call_tool(tools, name, args).await
 }
 
 #[tokio::test]

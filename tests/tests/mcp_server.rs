@@ -3,10 +3,9 @@
 //! user runs it.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use agent_core::{ToolCall, ToolContext, ToolErrorKind, ToolSet};
-use agent_tests::mcp_servers::{bin, dir, process_exists};
+use agent_core::{ToolErrorKind, ToolSet};
+use agent_tests::mcp_servers::{bin, call_tool, dir, process_exists};
 use agent_tools::mcp::McpClient;
 use serde_json::{Value, json};
 
@@ -111,16 +110,7 @@ async fn the_official_inspector_gets_an_error_for_an_unknown_tool() {
 }
 
 async fn call(tools: &ToolSet, name: &str, args: Value) -> Result<String, agent_core::ToolError> {
-    let checked = tools.check_call(&ToolCall::new("c1", name, &args))?;
-    tools
-        .invoke(
-            name,
-            checked,
-            ToolContext::detached(),
-            Duration::from_secs(30),
-        )
-        .await
-        .map(|o| o.into_content())
+    call_tool(tools, name, args).await
 }
 
 #[tokio::test]
