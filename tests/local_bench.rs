@@ -6,6 +6,7 @@
 //! cargo run --release -p agent-tests --features local --example local_bench
 //! cargo run --release -p agent-tests --features local --example local_bench -- --threads 1
 //! cargo run --release -p agent-tests --features local --example local_bench -- --no-grammar
+//! cargo run --release -p agent-tests --features local --example local_bench -- --context 4096
 //! ```
 //!
 //! Uses `AGENT_LOCAL_MODEL`, else the default model in the user's cache. Every task offers
@@ -98,6 +99,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = LocalConfig::new(&path);
     if let Some(i) = args.iter().position(|a| a == "--threads") {
         config.threads = args.get(i + 1).and_then(|t| t.parse().ok());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--context") {
+        if let Some(n) = args.get(i + 1).and_then(|t| t.parse().ok()) {
+            config.context_size = n;
+        }
     }
     config.grammar = !args.iter().any(|a| a == "--no-grammar");
     let model = Arc::new(LocalModel::new(config.clone()));

@@ -202,6 +202,19 @@ fn create_local(
             )
         })?);
     }
+    if let Some(context) = lookup("AGENT_LOCAL_CONTEXT") {
+        config.context_size = context
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n >= 512)
+            .ok_or_else(|| {
+                ModelError::new(
+                    ModelErrorKind::Configuration,
+                    format!("AGENT_LOCAL_CONTEXT must be a number of tokens (512 or more), not `{context}`"),
+                )
+            })?;
+    }
     Ok(LocalModel::shared(config) as Arc<dyn ChatModel>)
 }
 

@@ -48,8 +48,9 @@ pub struct LocalConfig {
 }
 
 impl LocalConfig {
-    /// A configuration for this file with the defaults: physical cores, 8192-token context,
-    /// 256-token answers, grammar on.
+    /// A configuration for this file with the defaults: physical cores (fewer for generation
+    /// while other processes keep cores busy), 4096-token context, 256-token answers,
+    /// grammar on.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let name = path
@@ -60,7 +61,7 @@ impl LocalConfig {
             path,
             name,
             threads: None,
-            context_size: 8192,
+            context_size: 4096,
             max_output_tokens: 256,
             grammar: true,
         }

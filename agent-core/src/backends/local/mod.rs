@@ -5,6 +5,7 @@
 //! AGENT_MODEL=local:/path/to/any.gguf     # any GGUF file
 //! AGENT_LOCAL_MODEL=/path/to/any.gguf     # what `local:gemma-3-270m` loads instead
 //! AGENT_LOCAL_THREADS=4                   # threads (default: the physical cores)
+//! AGENT_LOCAL_CONTEXT=8192                # context window in tokens (default 4096)
 //! ```
 //!
 //! The default model is Gemma 3 270M (Q4_K_M, 253 MB), installed by the PyPI package
