@@ -100,10 +100,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(i) = args.iter().position(|a| a == "--threads") {
         config.threads = args.get(i + 1).and_then(|t| t.parse().ok());
     }
-    if let Some(i) = args.iter().position(|a| a == "--context") {
-        if let Some(n) = args.get(i + 1).and_then(|t| t.parse().ok()) {
-            config.context_size = n;
-        }
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--context")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|t| t.parse().ok())
+    {
+        config.context_size = n;
     }
     config.grammar = !args.iter().any(|a| a == "--no-grammar");
     let model = Arc::new(LocalModel::new(config.clone()));
