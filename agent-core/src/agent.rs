@@ -21,7 +21,7 @@ use crate::run::{
     RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction, ToolInvocation,
     drive_with, new_run_id,
 };
-use crate::tool::{ApprovalPolicy, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet};
+use crate::tool::{ApprovalPolicy, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource};
 use futures::{Stream, StreamExt};
 
 /// Something that takes a task and returns a result.
@@ -59,6 +59,7 @@ pub struct LlmAgent {
     model: Arc<dyn ChatModel>,
     instructions: Option<String>,
     tools: ToolSet,
+    dynamic: Option<DynamicTools>,
     memory: Option<Arc<dyn Memory>>,
     context_policy: Arc<dyn ContextPolicy>,
     limits: RunLimits,
@@ -68,6 +69,54 @@ pub struct LlmAgent {
     output_guardrails: Vec<OutputGuardrail>,
     max_output_retries: u32,
     budget: Option<Budget>,
+}
+
+/// An agent's tools when some come from [`ToolSource`]s: rebuilt when a source's version
+/// moves.
+struct DynamicTools {
+    fixed: Vec<Arc<dyn Tool>>,
+    sources: Vec<Arc<dyn ToolSource>>,
+    approval: Option<ApprovalPolicy>,
+    current: std::sync::Mutex<(Vec<u64>, ToolSet)>,
+}
+
+impl DynamicTools {
+    fn build(
+        fixed: &[Arc<dyn Tool>],
+        sources: &[Arc<dyn ToolSource>],
+        approval: &Option<ApprovalPolicy>,
+    ) -> Result<(Vec<u64>, ToolSet), ToolSetError> {
+        let versions = sources.iter().map(|s| s.version()).collect();
+        let all = fixed
+            .iter()
+            .cloned()
+            .chain(sources.iter().flat_map(|s| s.tools()));
+        let mut tools = ToolSet::new(all)?;
+        if let Some(policy) = approval {
+            tools = tools.with_approval_policy(policy.clone());
+        }
+        Ok((versions, tools))
+    }
+
+    /// The tools for a run starting now.
+    fn current(&self) -> ToolSet {
+        let Ok(mut current) = self.current.lock() else {
+            return ToolSet::empty();
+        };
+        let moved = self
+            .sources
+            .iter()
+            .zip(&current.0)
+            .any(|(s, &v)| s.version() != v);
+        if moved {
+            match Self::build(&self.fixed, &self.sources, &self.approval) {
+                Ok(fresh) => *current = fresh,
+                // Keep the last good set; the next run tries again.
+                Err(e) => tracing::warn!("the changed tools cannot be used: {e}"),
+            }
+        }
+        current.1.clone()
+    }
 }
 
 impl fmt::Debug for LlmAgent {
@@ -93,6 +142,7 @@ impl LlmAgent {
             model,
             instructions: None,
             tools: Vec::new(),
+            sources: Vec::new(),
             memory: None,
             context_policy: Arc::new(KeepAll),
             limits: RunLimits::default(),
@@ -111,9 +161,12 @@ impl LlmAgent {
         self.run(input, &RunContext::default()).await
     }
 
-    /// The agent's tools.
-    pub fn tools(&self) -> &ToolSet {
-        &self.tools
+    /// The agent's tools, as the next run gets them (cheap: the set is shared).
+    pub fn tools(&self) -> ToolSet {
+        match &self.dynamic {
+            Some(dynamic) => dynamic.current(),
+            None => self.tools.clone(),
+        }
     }
 
     /// The agent's model.
@@ -234,6 +287,7 @@ impl LlmAgent {
             gen_ai.conversation.id = ctx.session.as_deref().unwrap_or(""),
             run.id = state.run_id(),
         );
+        let tools = self.tools();
         let tracker = ctx
             .budget
             .clone()
@@ -248,7 +302,7 @@ impl LlmAgent {
             let result = drive_with(
                 &mut state,
                 self.model.as_ref(),
-                &self.tools,
+                &tools,
                 &self.name,
                 &ctx.cancel,
                 first,
@@ -367,6 +421,7 @@ pub struct LlmAgentBuilder {
     model: Arc<dyn ChatModel>,
     instructions: Option<String>,
     tools: Vec<Arc<dyn Tool>>,
+    sources: Vec<Arc<dyn ToolSource>>,
     memory: Option<Arc<dyn Memory>>,
     context_policy: Arc<dyn ContextPolicy>,
     limits: RunLimits,
@@ -527,18 +582,40 @@ impl LlmAgentBuilder {
         self
     }
 
+    /// Adds tools that can change while the agent lives (an MCP server's, say): each run
+    /// starts with the source's tools of that moment. A change that would make two tools
+    /// share a name is not taken (the agent keeps the last good set and logs a warning).
+    pub fn tool_source(mut self, source: Arc<dyn ToolSource>) -> Self {
+        self.sources.push(source);
+        self
+    }
+
     /// Builds the agent; fails when two tools share a name or a tool's schema is invalid.
     pub fn build(self) -> Result<LlmAgent, ToolSetError> {
-        let mut tools = ToolSet::new(self.tools)?;
-        if let Some(policy) = self.approval_policy {
-            tools = tools.with_approval_policy(policy);
-        }
+        let (tools, dynamic) = if self.sources.is_empty() {
+            let mut tools = ToolSet::new(self.tools)?;
+            if let Some(policy) = self.approval_policy {
+                tools = tools.with_approval_policy(policy);
+            }
+            (tools, None)
+        } else {
+            let current = DynamicTools::build(&self.tools, &self.sources, &self.approval_policy)?;
+            let tools = current.1.clone();
+            let dynamic = DynamicTools {
+                fixed: self.tools,
+                sources: self.sources,
+                approval: self.approval_policy,
+                current: std::sync::Mutex::new(current),
+            };
+            (tools, Some(dynamic))
+        };
         Ok(LlmAgent {
             name: self.name,
             description: self.description,
             model: self.model,
             instructions: self.instructions,
             tools,
+            dynamic,
             memory: self.memory,
             context_policy: self.context_policy,
             limits: self.limits,

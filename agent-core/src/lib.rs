@@ -71,7 +71,8 @@ pub use run::{
 };
 pub use tokio_util::sync::CancellationToken;
 pub use tool::{
-    FnTool, SideEffect, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, TypedTool, tool_fn,
+    FnTool, SideEffect, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource, TypedTool,
+    tool_fn,
 };
 
 /// The names most programs need: `use agent_core::prelude::*;`.

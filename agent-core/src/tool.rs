@@ -215,6 +215,17 @@ pub trait Tool: Send + Sync {
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError>;
 }
 
+/// Tools that can change while an agent lives, such as an MCP server's: an agent given one
+/// ([`LlmAgentBuilder::tool_source`](crate::LlmAgentBuilder::tool_source)) looks at
+/// [`version`](ToolSource::version) when a run starts and takes the new
+/// [`tools`](ToolSource::tools) when it moved.
+pub trait ToolSource: Send + Sync {
+    /// Changes whenever the tools change.
+    fn version(&self) -> u64;
+    /// The tools now.
+    fn tools(&self) -> Vec<Arc<dyn Tool>>;
+}
+
 /// A tool with typed arguments; the schema is derived from `Args` with schemars.
 ///
 /// ```

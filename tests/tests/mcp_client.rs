@@ -395,7 +395,7 @@ async fn the_tool_list_follows_the_server() {
         .unwrap();
     assert!(eventually(Duration::from_secs(10), || client.tools_version() > version).await);
     assert!(!client.tool_infos().iter().any(|t| t.name == "forty_two"));
-    // An agent built before the change still holds the tool; its calls get a clear error.
+    // A tool set taken before the change still holds the tool; its calls get a clear error.
     let gone = call(&tools, "forty_two", json!({})).await.unwrap_err();
     assert_eq!(gone.kind, ToolErrorKind::NotFound);
     assert!(
@@ -480,4 +480,51 @@ async fn tools_of_two_servers_live_side_by_side_with_prefixes() {
     );
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_on_the_tool_source_follows_the_servers_changes_between_runs() {
+    let client = McpClient::stdio("node", [changing_tools()])
+        .connect()
+        .await
+        .unwrap();
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_call("add_tool", json!({"name": "forty_two", "answer": "42"}))
+            .then_text("added")
+            .then_tool_call("forty_two", json!({}))
+            .then_reply(|req| {
+                let result = req.last_tool_results().last().unwrap();
+                assert!(!result.is_error, "{}", result.content);
+                Ok(ChatResponse::text(format!("it says {}", result.content)))
+            }),
+    );
+    let agent = LlmAgent::builder(model.clone())
+        .tool_source(client.tool_source())
+        .build()
+        .unwrap();
+    assert_eq!(
+        agent.tools().names().collect::<Vec<_>>(),
+        ["add_tool", "remove_tool"]
+    );
+    agent.ask("add a tool").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || agent
+            .tools()
+            .get("forty_two")
+            .is_some())
+        .await,
+        "the agent never saw the new tool"
+    );
+    let result = agent.ask("use it").await.unwrap();
+    assert_eq!(result.text, "it says 42");
+    // The second run's model request offered the new tool.
+    let offered: Vec<String> = model.requests()[2]
+        .tools
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert!(offered.contains(&"forty_two".to_owned()), "{offered:?}");
+    model.assert_complete();
+    client.shutdown().await.unwrap();
 }

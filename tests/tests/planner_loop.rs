@@ -620,3 +620,71 @@ async fn usage_is_kept_per_turn_and_in_total() {
     assert_eq!(result.usage.cached_input_tokens, 140);
     assert_eq!(result.usage.total_tokens(), 235);
 }
+
+/// A tool source whose tools a test can change.
+struct Changing {
+    version: AtomicUsize,
+    tools: std::sync::Mutex<Vec<Arc<dyn Tool>>>,
+}
+
+impl agent_core::ToolSource for Changing {
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst) as u64
+    }
+    fn tools(&self) -> Vec<Arc<dyn Tool>> {
+        self.tools.lock().unwrap().clone()
+    }
+}
+
+fn answer_tool(name: &str, answer: &'static str) -> Arc<dyn Tool> {
+    #[derive(Deserialize, schemars::JsonSchema)]
+    struct NoArgs {}
+    Arc::new(tool_fn(name, "Answers.", move |_: NoArgs, _| async move {
+        Ok::<_, ToolError>(answer)
+    }))
+}
+
+#[tokio::test]
+async fn tool_sources_are_read_when_each_run_starts_and_bad_changes_are_not_taken() {
+    let source = Arc::new(Changing {
+        version: AtomicUsize::new(1),
+        tools: std::sync::Mutex::new(vec![answer_tool("a", "A")]),
+    });
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_call("a", json!({}))
+            .then_text("one")
+            .then_tool_call("b", json!({}))
+            .then_text("two"),
+    );
+    let agent = LlmAgent::builder(model.clone())
+        .tools([answer_tool("fixed", "F")])
+        .tool_source(source.clone())
+        .build()
+        .unwrap();
+    assert_eq!(agent.tools().names().collect::<Vec<_>>(), ["fixed", "a"]);
+    agent.ask("first").await.unwrap();
+
+    *source.tools.lock().unwrap() = vec![answer_tool("b", "B")];
+    source.version.store(2, Ordering::SeqCst);
+    let second = agent.ask("second").await.unwrap();
+    assert_eq!(agent.tools().names().collect::<Vec<_>>(), ["fixed", "b"]);
+    let result = second
+        .new_messages
+        .iter()
+        .find_map(|m| m.as_tool_result())
+        .unwrap();
+    assert_eq!(
+        (
+            result.name.as_str(),
+            result.content.as_str(),
+            result.is_error
+        ),
+        ("b", "B", false)
+    );
+
+    // A change that clashes with a fixed tool's name is refused; the last good set stays.
+    *source.tools.lock().unwrap() = vec![answer_tool("fixed", "clash")];
+    source.version.store(3, Ordering::SeqCst);
+    assert_eq!(agent.tools().names().collect::<Vec<_>>(), ["fixed", "b"]);
+}

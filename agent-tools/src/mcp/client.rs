@@ -608,8 +608,9 @@ async fn refresh_on_change(
 ///
 /// The tool list follows the server: when it announces a change, the list is fetched again
 /// ([`tools`](McpClient::tools) returns the new one; [`tools_changed`](McpClient::tools_changed)
-/// waits for it). Agents take their tools when they are built, so rebuild an agent (cheap)
-/// to offer new tools; a tool the server no longer offers answers calls with a clear error.
+/// waits for it). An agent given [`tool_source`](McpClient::tool_source) starts each run
+/// with the tools of that moment; one given [`tools`](McpClient::tools) keeps the tools it
+/// was built with. A tool the server no longer offers answers calls with a clear error.
 ///
 /// [`shutdown`](McpClient::shutdown) ends the session and the server process (closing its
 /// stdin, then `SIGTERM`, then `SIGKILL` to its whole process group, and reaping it).
@@ -680,6 +681,23 @@ impl McpClient {
             .iter()
             .map(|t| t.clone() as Arc<dyn Tool>)
             .collect()
+    }
+
+    /// The server's tools as a [`ToolSource`](agent_core::ToolSource), for an agent that
+    /// should follow the server's changes: each run starts with the tools of that moment.
+    ///
+    /// ```no_run
+    /// # async fn demo(model: std::sync::Arc<dyn agent_core::ChatModel>) -> Result<(), Box<dyn std::error::Error>> {
+    /// use agent_core::LlmAgent;
+    /// use agent_tools::mcp::McpClient;
+    /// let server = McpClient::stdio("npx", ["-y", "@modelcontextprotocol/server-everything"])
+    ///     .connect()
+    ///     .await?;
+    /// let agent = LlmAgent::builder(model).tool_source(server.tool_source()).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tool_source(&self) -> Arc<dyn agent_core::ToolSource> {
+        Arc::new(Source(self.state.clone()))
     }
 
     /// The name, server name and description of each tool offered.
@@ -794,6 +812,23 @@ impl Drop for McpClient {
                 );
             }
         }
+    }
+}
+
+/// The tool list, followed by agents.
+struct Source(Arc<ToolsState>);
+
+impl agent_core::ToolSource for Source {
+    fn version(&self) -> u64 {
+        *self.0.version.borrow()
+    }
+
+    fn tools(&self) -> Vec<Arc<dyn Tool>> {
+        self.0
+            .current()
+            .iter()
+            .map(|t| t.clone() as Arc<dyn Tool>)
+            .collect()
     }
 }
 
