@@ -528,3 +528,30 @@ async fn an_agent_on_the_tool_source_follows_the_servers_changes_between_runs() 
     model.assert_complete();
     client.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn env_clear_keeps_this_processs_variables_from_the_server() {
+    // Cargo gives test processes CARGO_PKG_NAME; a server started normally inherits it.
+    assert!(std::env::var("CARGO_PKG_NAME").is_ok());
+    let env_of = |client: &McpClient| ToolSet::new(client.tools()).unwrap();
+    let inherits = everything().await;
+    let seen = call(&env_of(&inherits), "get-env", json!({}))
+        .await
+        .unwrap();
+    assert!(seen.contains("CARGO_PKG_NAME"), "{seen}");
+    inherits.shutdown().await.unwrap();
+
+    let cleared = McpClient::stdio(bin("mcp-server-everything"), ["stdio"])
+        .env_clear()
+        .env("GIVEN_ON_PURPOSE", "yes")
+        .connect()
+        .await
+        .unwrap();
+    let seen = call(&env_of(&cleared), "get-env", json!({})).await.unwrap();
+    assert!(!seen.contains("CARGO_PKG_NAME"), "{seen}");
+    assert!(
+        seen.contains("GIVEN_ON_PURPOSE") && seen.contains("PATH"),
+        "{seen}"
+    );
+    cleared.shutdown().await.unwrap();
+}

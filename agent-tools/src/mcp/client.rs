@@ -94,6 +94,7 @@ enum Endpoint {
         program: OsString,
         args: Vec<OsString>,
         env: Vec<(OsString, Option<OsString>)>,
+        clear_env: bool,
         current_dir: Option<PathBuf>,
     },
     Http {
@@ -189,6 +190,16 @@ impl McpClientBuilder {
         self
     }
 
+    /// Starts the server with only `PATH`, `HOME`, `USER`, `LANG` and `TMPDIR` from this
+    /// process's environment, plus what [`env`](Self::env) gives it (stdio only): the API
+    /// keys of this process stay out of a third-party server.
+    pub fn env_clear(mut self) -> Self {
+        if let Endpoint::Stdio { clear_env, .. } = &mut self.endpoint {
+            *clear_env = true;
+        }
+        self
+    }
+
     /// Removes a variable from the server process's environment (stdio only), e.g. an API
     /// key the server must not see.
     pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
@@ -245,10 +256,19 @@ impl McpClientBuilder {
                 ref program,
                 ref args,
                 ref env,
+                clear_env,
                 ref current_dir,
             } => {
                 let mut command = tokio::process::Command::new(program);
                 command.args(args);
+                if clear_env {
+                    command.env_clear();
+                    for key in ["PATH", "HOME", "USER", "LANG", "TMPDIR"] {
+                        if let Some(value) = std::env::var_os(key) {
+                            command.env(key, value);
+                        }
+                    }
+                }
                 for (key, value) in env {
                     match value {
                         Some(v) => command.env(key, v),
@@ -661,6 +681,7 @@ impl McpClient {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
+            clear_env: false,
             current_dir: None,
         })
     }
