@@ -24,8 +24,10 @@ use agent_tools::{Calculator, Clock, FileTools};
 struct Task {
     question: &'static str,
     tool: &'static str,
-    /// What the first call's result must contain.
+    /// What the first call's result must contain (`TODAY`: today's date).
     result: &'static str,
+    /// What the final answer must contain (`TODAY`: today's date).
+    answer: &'static str,
 }
 
 const TASKS: [Task; 10] = [
@@ -33,51 +35,61 @@ const TASKS: [Task; 10] = [
         question: "What is 12.5% of 3,280, plus the square root of 1,764?",
         tool: "calculator",
         result: "452",
+        answer: "452",
     },
     Task {
         question: "What is 17 times 23?",
         tool: "calculator",
         result: "391",
+        answer: "391",
     },
     Task {
         question: "What is 2 to the power of 10, minus 24?",
         tool: "calculator",
         result: "1000",
+        answer: "1000",
     },
     Task {
         question: "How much is 144 divided by 12?",
         tool: "calculator",
         result: "12",
+        answer: "12",
     },
     Task {
         question: "What is today's date?",
         tool: "clock",
-        result: "\"date\"",
+        result: "TODAY",
+        answer: "TODAY",
     },
     Task {
         question: "What time is it in Tokyo right now?",
         tool: "clock",
         result: "+09",
+        answer: "Tokyo",
     },
     Task {
         question: "How many days are there between 2024-01-01 and 2024-03-01?",
         tool: "clock",
         result: "\"days\":60",
+        answer: "60",
     },
     Task {
         question: "Read the file notes.txt and tell me what it says.",
         tool: "read_file",
         result: "buy milk",
+        answer: "milk",
     },
     Task {
         question: "What's the weather like in Lyon?",
         tool: "weather",
         result: "Lyon",
+        answer: "Lyon",
     },
     Task {
         question: "What date is 30 days after 2025-01-15?",
         tool: "clock",
         result: "2025-02-14",
+        answer: "2025-02-14",
     },
 ];
 
@@ -152,6 +164,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quickstart_time = started.elapsed();
     let load = model.stats();
 
+    let now = Tool::call(
+        &Clock::new(),
+        serde_json::json!({"action": "now"}),
+        &agent_core::ToolContext::detached(),
+    )
+    .await?
+    .into_content();
+    let today = serde_json::from_str::<serde_json::Value>(&now)?["date"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
     let mut score = 0;
     let mut answered = 0;
     for task in &TASKS {
@@ -175,11 +199,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Err(e) => (None, None, format!("error: {e}")),
         };
+        let today_key = format!("\"date\":\"{today}\"");
+        let expected = if task.result == "TODAY" {
+            today_key.as_str()
+        } else {
+            task.result
+        };
+        let in_answer = if task.answer == "TODAY" {
+            today.as_str()
+        } else {
+            task.answer
+        };
         let ok = call.as_ref().is_some_and(|c| c.name == task.tool)
-            && output.as_deref().is_some_and(|o| o.contains(task.result));
+            && output.as_deref().is_some_and(|o| o.contains(expected));
         score += usize::from(ok);
-        let key = task.result.trim_matches('"');
-        answered += usize::from(text.contains(key.trim_start_matches("\"days\":")));
+        answered += usize::from(ok && text.contains(in_answer));
         println!(
             "{} {:<62} {}",
             if ok { "ok  " } else { "MISS" },
@@ -217,7 +251,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         secs(stats.generation_time),
         stats.generated_tokens as f64 / secs(stats.generation_time).max(1e-9)
     );
-    println!("score: {score}/10 right tool and result; {answered}/10 answers contain the result");
+    println!("score: {score}/10 right tool and result; {answered}/10 also right in the final answer");
     println!("peak RSS: {:.0} MiB", peak_rss_mib());
     Ok(())
 }

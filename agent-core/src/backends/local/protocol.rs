@@ -73,11 +73,14 @@ pub fn preamble(instructions: &str, tools: &[ToolSpec]) -> String {
          tool whenever one fits, and never guess a result. When you know the answer, write \
          ANSWER and the answer, starting with what the RESULT says.\n\n",
     );
-    // The tools' examples, taking turns between tools so no one tool dominates.
+    // The tools' examples, taking turns between tools so no one tool dominates, aligned to
+    // the end so that every tool has an example in the last round (the closest to the
+    // task: a small model leans on what it read last).
     let most = tools.iter().map(|t| t.examples.len()).max().unwrap_or(0);
     for round in 0..most {
         for tool in tools {
-            if let Some(example) = tool.examples.get(round) {
+            let skip = most - tool.examples.len();
+            if let Some(example) = round.checked_sub(skip).and_then(|i| tool.examples.get(i)) {
                 s.push_str(&format!(
                     "TASK {}\nCALL {} {}\n",
                     one_line(&example.task),
