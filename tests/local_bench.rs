@@ -251,7 +251,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         secs(stats.generation_time),
         stats.generated_tokens as f64 / secs(stats.generation_time).max(1e-9)
     );
-    println!("score: {score}/10 right tool and result; {answered}/10 also right in the final answer");
+    println!(
+        "score: {score}/10 right tool and result; {answered}/10 also right in the final answer"
+    );
     println!("peak RSS: {:.0} MiB", peak_rss_mib());
     Ok(())
 }
