@@ -35,12 +35,7 @@ async fn run(args: &[&str], env: &[(&str, String)]) -> Output {
 #[tokio::test]
 async fn the_quickstart_runs_offline_and_says_so() {
     let out = run(&[], &[]).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = agent_tests::stdout_of_success(&out);
     assert!(
         stdout
             .lines()
@@ -76,12 +71,7 @@ async fn the_quickstart_runs_on_any_conforming_server_named_by_agent_model() {
         ],
     )
     .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = agent_tests::stdout_of_success(&out);
     assert!(
         stdout.starts_with("model: openai:gpt-4o-mini (from AGENT_MODEL)"),
         "{stdout}"

@@ -166,12 +166,7 @@ fn agent_example() -> tokio::process::Command {
 #[tokio::test]
 async fn the_mcp_agent_example_runs_offline_on_its_own_server() {
     let out = agent_example().output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = agent_tests::stdout_of_success(&out);
     assert!(stdout.contains("tools: calculator, clock"), "{stdout}");
     assert!(stdout.contains("built-in scripted model"), "{stdout}");
     assert!(stdout.contains("→ clock({\"action\":\"now\"})"), "{stdout}");
@@ -192,12 +187,7 @@ async fn the_mcp_agent_example_uses_a_server_given_on_the_command_line() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = agent_tests::stdout_of_success(&out);
     assert!(
         stdout.contains("→ list_allowed_directories({})"),
         "{stdout}"
