@@ -1,34 +1,24 @@
 //! The MCP client: a server's tools as our [`Tool`]s.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use agent_core::Tool;
 use agent_core::backends::ApiKey;
-use agent_core::{ToolContext, ToolError, ToolErrorKind, ToolMeta, ToolOutput, async_trait};
-use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
-use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, Tool as RemoteTool,
-};
-use rmcp::service::{NotificationContext, RunningService, ServiceError};
+use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, Peer, RoleClient, ServiceExt};
-use serde_json::{Map, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use agent_core::Tool;
-
-use super::content::result_to_output;
-
-/// How many lines of a stdio server's stderr are kept for error messages.
-const STDERR_TAIL_LINES: usize = 20;
+use super::stdio::{self, StderrTail, StdioCommand, signal_group};
+use super::tools::{Conn, Filter, Source, ToolsState, refresh_on_change};
 
 /// What went wrong starting, talking to or stopping an MCP server.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -90,18 +80,76 @@ pub struct McpToolInfo {
 }
 
 enum Endpoint {
-    Stdio {
-        program: OsString,
-        args: Vec<OsString>,
-        env: Vec<(OsString, Option<OsString>)>,
-        clear_env: bool,
-        current_dir: Option<PathBuf>,
-    },
-    Http {
-        url: String,
-        bearer: Option<ApiKey>,
-        headers: Vec<(String, ApiKey)>,
-    },
+    Stdio(StdioCommand),
+    Http(HttpTarget),
+}
+
+/// How to reach a streamable-HTTP server.
+struct HttpTarget {
+    url: String,
+    bearer: Option<ApiKey>,
+    headers: Vec<(String, ApiKey)>,
+}
+
+impl HttpTarget {
+    fn config(&self) -> Result<StreamableHttpClientTransportConfig, McpError> {
+        let url = &self.url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(McpError::Config(format!(
+                "`{url}` is not an http:// or https:// URL"
+            )));
+        }
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+        if let Some(token) = &self.bearer {
+            config = config.auth_header(token.expose());
+        }
+        if !self.headers.is_empty() {
+            let mut map = HashMap::new();
+            for (name, value) in &self.headers {
+                let name =
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        McpError::Config(format!("`{name}` is not a valid header name"))
+                    })?;
+                let mut value =
+                    reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
+                        McpError::Config(format!(
+                            "the value of header `{name}` is not valid in a header"
+                        ))
+                    })?;
+                value.set_sensitive(true);
+                map.insert(name, value);
+            }
+            config = config.custom_headers(map);
+        }
+        Ok(config)
+    }
+}
+
+/// Reaches the server and completes the handshake.
+async fn start_http(
+    target: &HttpTarget,
+    handler: Handler,
+    label: &str,
+    startup_timeout: Duration,
+) -> Result<RunningService<RoleClient, Handler>, McpError> {
+    let config = target.config()?;
+    // reqwest 0.13 (inside rmcp) needs a process-wide TLS provider; ring is the one the rest
+    // of the workspace already uses. Installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let reason = match tokio::time::timeout(startup_timeout, handler.serve(transport)).await {
+        Ok(Ok(service)) => return Ok(service),
+        Ok(Err(e)) => handshake_reason(&e.to_string(), false),
+        Err(_) => format!(
+            "no answer to `initialize` within {}s",
+            startup_timeout.as_secs_f32()
+        ),
+    };
+    Err(McpError::Handshake {
+        server: label.to_owned(),
+        reason,
+        stderr: Vec::new(),
+    })
 }
 
 /// Configures an [`McpClient`]; made by [`McpClient::stdio`] or [`McpClient::http`].
@@ -141,8 +189,8 @@ impl McpClientBuilder {
 
     fn label(&self) -> String {
         match &self.endpoint {
-            Endpoint::Stdio { program, .. } => format!("`{}`", program.to_string_lossy()),
-            Endpoint::Http { url, .. } => format!("at {url}"),
+            Endpoint::Stdio(spec) => format!("`{}`", spec.program.to_string_lossy()),
+            Endpoint::Http(target) => format!("at {}", target.url),
         }
     }
 
@@ -184,8 +232,8 @@ impl McpClientBuilder {
     /// Sets an environment variable of the server process (stdio only; the server otherwise
     /// inherits this process's environment).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        if let Endpoint::Stdio { env, .. } = &mut self.endpoint {
-            env.push((key.into(), Some(value.into())));
+        if let Endpoint::Stdio(spec) = &mut self.endpoint {
+            spec.env.push((key.into(), Some(value.into())));
         }
         self
     }
@@ -194,8 +242,8 @@ impl McpClientBuilder {
     /// process's environment, plus what [`env`](Self::env) gives it (stdio only): the API
     /// keys of this process stay out of a third-party server.
     pub fn env_clear(mut self) -> Self {
-        if let Endpoint::Stdio { clear_env, .. } = &mut self.endpoint {
-            *clear_env = true;
+        if let Endpoint::Stdio(spec) = &mut self.endpoint {
+            spec.clear_env = true;
         }
         self
     }
@@ -203,16 +251,16 @@ impl McpClientBuilder {
     /// Removes a variable from the server process's environment (stdio only), e.g. an API
     /// key the server must not see.
     pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
-        if let Endpoint::Stdio { env, .. } = &mut self.endpoint {
-            env.push((key.into(), None));
+        if let Endpoint::Stdio(spec) = &mut self.endpoint {
+            spec.env.push((key.into(), None));
         }
         self
     }
 
     /// The working directory of the server process (stdio only).
     pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        if let Endpoint::Stdio { current_dir, .. } = &mut self.endpoint {
-            *current_dir = Some(dir.into());
+        if let Endpoint::Stdio(spec) = &mut self.endpoint {
+            spec.current_dir = Some(dir.into());
         }
         self
     }
@@ -220,16 +268,16 @@ impl McpClientBuilder {
     /// Sends `Authorization: Bearer <token>` with every request (HTTP only). The token never
     /// appears in `Debug` output or errors.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
-        if let Endpoint::Http { bearer, .. } = &mut self.endpoint {
-            *bearer = Some(ApiKey::new(token));
+        if let Endpoint::Http(target) = &mut self.endpoint {
+            target.bearer = Some(ApiKey::new(token));
         }
         self
     }
 
     /// Sends a header with every request (HTTP only); its value is treated as a secret.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        if let Endpoint::Http { headers, .. } = &mut self.endpoint {
-            headers.push((name.into(), ApiKey::new(value)));
+        if let Endpoint::Http(target) = &mut self.endpoint {
+            target.headers.push((name.into(), ApiKey::new(value)));
         }
         self
     }
@@ -252,126 +300,13 @@ impl McpClientBuilder {
         };
         let stderr = StderrTail::default();
         let (service, pid) = match self.endpoint {
-            Endpoint::Stdio {
-                ref program,
-                ref args,
-                ref env,
-                clear_env,
-                ref current_dir,
-            } => {
-                let mut command = tokio::process::Command::new(program);
-                command.args(args);
-                if clear_env {
-                    command.env_clear();
-                    for key in ["PATH", "HOME", "USER", "LANG", "TMPDIR"] {
-                        if let Some(value) = std::env::var_os(key) {
-                            command.env(key, value);
-                        }
-                    }
-                }
-                for (key, value) in env {
-                    match value {
-                        Some(v) => command.env(key, v),
-                        None => command.env_remove(key),
-                    };
-                }
-                if let Some(dir) = current_dir {
-                    command.current_dir(dir);
-                }
-                let mut wrapped = CommandWrap::from(command);
-                // Its own process group, so shutting down also ends what the server started
-                // (`npx` runs the server as a grandchild).
-                wrapped.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
-                let (transport, child_stderr) = TokioChildProcess::builder(wrapped)
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| spawn_error(program, &e))?;
-                let pid = transport.id();
-                let reader = child_stderr.map(|s| stderr.follow(s, label.clone()));
-                let started =
-                    tokio::time::timeout(self.startup_timeout, handler.serve(transport)).await;
-                match started {
-                    Ok(Ok(service)) => (service, pid),
-                    failed => {
-                        // The transport was dropped with the failed handshake, which ends
-                        // the child; give its last words a moment to arrive.
-                        if let Some(reader) = reader {
-                            let _ = tokio::time::timeout(Duration::from_millis(500), reader).await;
-                        }
-                        let reason = match failed {
-                            Err(_) => format!(
-                                "no answer to `initialize` within {}s; is it an MCP server \
-                                 speaking stdio? (raise startup_timeout if it is slow to start)",
-                                self.startup_timeout.as_secs_f32()
-                            ),
-                            Ok(Err(e)) => handshake_reason(&e.to_string(), true),
-                            Ok(Ok(_)) => String::new(),
-                        };
-                        return Err(McpError::Handshake {
-                            server: label,
-                            reason,
-                            stderr: stderr.lines(),
-                        });
-                    }
-                }
+            Endpoint::Stdio(ref spec) => {
+                stdio::start(spec, handler, &label, &stderr, self.startup_timeout).await?
             }
-            Endpoint::Http {
-                ref url,
-                ref bearer,
-                ref headers,
-            } => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(McpError::Config(format!(
-                        "`{url}` is not an http:// or https:// URL"
-                    )));
-                }
-                // reqwest 0.13 (inside rmcp) needs a process-wide TLS provider; ring is the
-                // one the rest of the workspace already uses. Installing twice is harmless.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
-                if let Some(token) = bearer {
-                    config = config.auth_header(token.expose());
-                }
-                if !headers.is_empty() {
-                    let mut map = HashMap::new();
-                    for (name, value) in headers {
-                        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                            .map_err(|_| {
-                                McpError::Config(format!("`{name}` is not a valid header name"))
-                            })?;
-                        let mut value = reqwest::header::HeaderValue::from_str(value.expose())
-                            .map_err(|_| {
-                                McpError::Config(format!(
-                                    "the value of header `{name}` is not valid in a header"
-                                ))
-                            })?;
-                        value.set_sensitive(true);
-                        map.insert(name, value);
-                    }
-                    config = config.custom_headers(map);
-                }
-                let transport = StreamableHttpClientTransport::from_config(config);
-                match tokio::time::timeout(self.startup_timeout, handler.serve(transport)).await {
-                    Ok(Ok(service)) => (service, None),
-                    Ok(Err(e)) => {
-                        return Err(McpError::Handshake {
-                            server: label,
-                            reason: handshake_reason(&e.to_string(), false),
-                            stderr: Vec::new(),
-                        });
-                    }
-                    Err(_) => {
-                        return Err(McpError::Handshake {
-                            server: label,
-                            reason: format!(
-                                "no answer to `initialize` within {}s",
-                                self.startup_timeout.as_secs_f32()
-                            ),
-                            stderr: Vec::new(),
-                        });
-                    }
-                }
-            }
+            Endpoint::Http(ref target) => (
+                start_http(target, handler, &label, self.startup_timeout).await?,
+                None,
+            ),
         };
 
         let conn = Arc::new(Conn {
@@ -422,22 +357,7 @@ impl McpClientBuilder {
     }
 }
 
-fn spawn_error(program: &OsString, e: &std::io::Error) -> McpError {
-    let program = program.to_string_lossy().into_owned();
-    let reason = match e.kind() {
-        std::io::ErrorKind::NotFound => format!(
-            "program not found ({e}); install it or give its full path (is it on PATH? \
-             `npx` comes with Node.js, `uvx` with uv)"
-        ),
-        std::io::ErrorKind::PermissionDenied => {
-            format!("permission denied ({e}); is the file executable?")
-        }
-        _ => e.to_string(),
-    };
-    McpError::Spawn { program, reason }
-}
-
-fn handshake_reason(error: &str, child: bool) -> String {
+pub(super) fn handshake_reason(error: &str, child: bool) -> String {
     let lower = error.to_ascii_lowercase();
     let gone = ["closed", "broken pipe", "end of file", "eof"];
     if child && gone.iter().any(|g| lower.contains(g)) {
@@ -452,41 +372,8 @@ fn handshake_reason(error: &str, child: bool) -> String {
     }
 }
 
-/// The last lines a stdio server wrote to stderr (also logged at `debug`).
-#[derive(Clone, Default)]
-struct StderrTail(Arc<Mutex<VecDeque<String>>>);
-
-impl StderrTail {
-    fn follow(
-        &self,
-        stderr: tokio::process::ChildStderr,
-        server: String,
-    ) -> tokio::task::JoinHandle<()> {
-        let tail = self.0.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(target: "agent_tools::mcp", %server, "stderr: {line}");
-                if let Ok(mut tail) = tail.lock() {
-                    if tail.len() == STDERR_TAIL_LINES {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line);
-                }
-            }
-        })
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-}
-
 /// Receives the server's notifications.
-struct Handler {
+pub(super) struct Handler {
     info: ClientConfig,
     list_changed: Arc<Notify>,
     server: String,
@@ -500,127 +387,6 @@ impl ClientHandler for Handler {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         tracing::debug!(target: "agent_tools::mcp", server = %self.server, "tool list changed");
         self.list_changed.notify_one();
-    }
-}
-
-/// Which of the server's tools the model sees, and under which names.
-struct Filter {
-    prefix: Option<String>,
-    allow: Option<HashSet<String>>,
-    deny: HashSet<String>,
-}
-
-impl Filter {
-    fn admits(&self, remote: &str) -> bool {
-        !self.deny.contains(remote) && self.allow.as_ref().is_none_or(|a| a.contains(remote))
-    }
-
-    /// The name the model calls a tool by: prefixed, and with characters that some
-    /// providers refuse (`.`, `/`, spaces) replaced by `_`, at most 64 long.
-    fn local_name(&self, remote: &str) -> String {
-        let full = match &self.prefix {
-            Some(p) => format!("{p}_{remote}"),
-            None => remote.to_owned(),
-        };
-        let mut name: String = full
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        name.truncate(64);
-        name
-    }
-}
-
-/// What the tools share: the connection.
-struct Conn {
-    label: String,
-    peer: Peer<RoleClient>,
-    call_timeout: Option<Duration>,
-    stderr: StderrTail,
-    /// The server names of the tools it currently offers.
-    offered: RwLock<HashSet<String>>,
-}
-
-struct ToolsState {
-    tools: RwLock<Arc<[Arc<McpTool>]>>,
-    version: watch::Sender<u64>,
-}
-
-impl ToolsState {
-    fn replace(&self, conn: &Arc<Conn>, filter: &Filter, listed: Vec<RemoteTool>) {
-        let mut seen = HashSet::new();
-        let mut tools = Vec::new();
-        let mut offered = HashSet::new();
-        for remote in listed {
-            offered.insert(remote.name.to_string());
-            if !filter.admits(&remote.name) {
-                continue;
-            }
-            let name = filter.local_name(&remote.name);
-            if !seen.insert(name.clone()) {
-                tracing::warn!(
-                    target: "agent_tools::mcp",
-                    server = %conn.label,
-                    "skipping tool `{}`: its name `{name}` is taken by another of the server's tools",
-                    remote.name
-                );
-                continue;
-            }
-            tools.push(Arc::new(McpTool::new(name, remote, conn.clone())));
-        }
-        if let Ok(mut o) = conn.offered.write() {
-            *o = offered;
-        }
-        if let Ok(mut t) = self.tools.write() {
-            *t = tools.into();
-        }
-        self.version.send_modify(|v| *v += 1);
-    }
-
-    fn current(&self) -> Arc<[Arc<McpTool>]> {
-        self.tools
-            .read()
-            .map(|t| t.clone())
-            .unwrap_or_else(|_| Arc::from(Vec::new()))
-    }
-}
-
-async fn refresh_on_change(
-    conn: Arc<Conn>,
-    state: Arc<ToolsState>,
-    filter: Filter,
-    list_changed: Arc<Notify>,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = list_changed.notified() => {}
-        }
-        let listed = tokio::select! {
-            _ = stop.cancelled() => return,
-            listed = tokio::time::timeout(Duration::from_secs(30), conn.peer.list_all_tools()) => listed,
-        };
-        match listed {
-            Ok(Ok(tools)) => state.replace(&conn, &filter, tools),
-            Ok(Err(ServiceError::TransportClosed)) => return,
-            Ok(Err(e)) => tracing::warn!(
-                target: "agent_tools::mcp",
-                server = %conn.label,
-                "could not refresh the tool list after a change: {e}"
-            ),
-            Err(_) => tracing::warn!(
-                target: "agent_tools::mcp",
-                server = %conn.label,
-                "could not refresh the tool list after a change: no answer within 30s"
-            ),
-        }
     }
 }
 
@@ -677,22 +443,22 @@ impl McpClient {
         program: impl Into<OsString>,
         args: impl IntoIterator<Item = S>,
     ) -> McpClientBuilder {
-        McpClientBuilder::new(Endpoint::Stdio {
+        McpClientBuilder::new(Endpoint::Stdio(StdioCommand {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             clear_env: false,
             current_dir: None,
-        })
+        }))
     }
 
     /// A server reached over streamable HTTP at `url` (e.g. `http://127.0.0.1:3001/mcp`).
     pub fn http(url: impl Into<String>) -> McpClientBuilder {
-        McpClientBuilder::new(Endpoint::Http {
+        McpClientBuilder::new(Endpoint::Http(HttpTarget {
             url: url.into(),
             bearer: None,
             headers: Vec::new(),
-        })
+        }))
     }
 
     /// The server's tools (after the allow/deny filters), ready for an agent.
@@ -783,7 +549,8 @@ impl McpClient {
         let service = self.service.lock().await.take();
         if let Some(mut service) = service {
             let closed = service.close_with_timeout(Duration::from_secs(10)).await;
-            self.kill_group();
+            // What is left of the group (what the server itself started).
+            signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
             match closed {
                 Ok(Some(_)) => {}
                 Ok(None) => {
@@ -806,16 +573,6 @@ impl McpClient {
         }
         Ok(())
     }
-
-    /// Kills what is left of the server's process group (what the server itself started).
-    fn kill_group(&self) {
-        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
 }
 
 impl Drop for McpClient {
@@ -826,235 +583,15 @@ impl Drop for McpClient {
             // Dropping the service ends the session in the background, which closes the
             // server's stdin and reaps it; SIGTERM to the group makes sure the server and
             // whatever it started stop now.
-            if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        }
-    }
-}
-
-/// The tool list, followed by agents.
-struct Source(Arc<ToolsState>);
-
-impl agent_core::ToolSource for Source {
-    fn version(&self) -> u64 {
-        *self.0.version.borrow()
-    }
-
-    fn tools(&self) -> Vec<Arc<dyn Tool>> {
-        self.0
-            .current()
-            .iter()
-            .map(|t| t.clone() as Arc<dyn Tool>)
-            .collect()
-    }
-}
-
-/// One of the server's tools.
-struct McpTool {
-    name: String,
-    remote: String,
-    description: String,
-    parameters: Value,
-    meta: ToolMeta,
-    conn: Arc<Conn>,
-}
-
-impl McpTool {
-    fn new(name: String, remote: RemoteTool, conn: Arc<Conn>) -> Self {
-        let description = remote
-            .description
-            .as_deref()
-            .map(str::to_owned)
-            .or_else(|| remote.title.clone())
-            .filter(|d| !d.trim().is_empty())
-            .unwrap_or_else(|| format!("The `{}` tool of MCP server {}.", remote.name, conn.label));
-        let mut parameters = (*remote.input_schema).clone();
-        // Servers sometimes send `{}` for "no arguments"; the model needs an object schema.
-        if !parameters.contains_key("type") {
-            parameters.insert("type".into(), Value::from("object"));
-        }
-        if !parameters.contains_key("properties") {
-            parameters.insert("properties".into(), Value::Object(Map::new()));
-        }
-        let annotations = remote.annotations.as_ref();
-        let mut meta = if annotations.and_then(|a| a.read_only_hint) == Some(true) {
-            ToolMeta::read_only()
-        } else if annotations.and_then(|a| a.idempotent_hint) == Some(true) {
-            ToolMeta::idempotent()
-        } else {
-            ToolMeta::side_effecting()
-        };
-        meta.timeout = conn.call_timeout;
-        McpTool {
-            name,
-            remote: remote.name.to_string(),
-            description,
-            parameters: Value::Object(parameters),
-            meta,
-            conn,
-        }
-    }
-
-    fn closed_error(&self) -> ToolError {
-        let stderr = self.conn.stderr.lines();
-        let mut error = ToolError::new(
-            ToolErrorKind::Unavailable,
-            format!(
-                "`{}` could not finish: the MCP server {} is no longer running.",
-                self.name, self.conn.label
-            ),
-        )
-        .with_retryable(false);
-        if !stderr.is_empty() {
-            error = error.with_detail(format!("server stderr:\n{}", stderr.join("\n")));
-        }
-        error
-    }
-}
-
-#[async_trait]
-impl Tool for McpTool {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn description(&self) -> &str {
-        &self.description
-    }
-
-    fn parameters(&self) -> Value {
-        self.parameters.clone()
-    }
-
-    fn meta(&self) -> ToolMeta {
-        self.meta
-    }
-
-    async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let offered = self
-            .conn
-            .offered
-            .read()
-            .map(|o| o.contains(&self.remote))
-            .unwrap_or(false);
-        if !offered {
-            return Err(ToolError::new(
-                ToolErrorKind::NotFound,
-                format!(
-                    "`{}` is no longer offered by the MCP server {}.",
-                    self.name, self.conn.label
-                ),
-            ));
-        }
-        let arguments = match args {
-            Value::Object(map) => map,
-            Value::Null => Map::new(),
-            other => {
-                return Err(ToolError::invalid_arguments(format!(
-                    "the arguments for `{}` must be a JSON object, not {other}",
-                    self.name
-                )));
-            }
-        };
-        let params = CallToolRequestParams::new(self.remote.clone()).with_arguments(arguments);
-        // Dropping the request (cancellation, timeout) sends `notifications/cancelled`.
-        let call = self.conn.peer.call_tool(params);
-        let timeout = async {
-            match self.conn.call_timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        let result = tokio::select! {
-            result = call => result,
-            _ = ctx.cancel.cancelled() => {
-                return Err(ToolError::new(
-                    ToolErrorKind::Cancelled,
-                    format!("`{}` was cancelled; the MCP server was told to stop.", self.name),
-                ));
-            }
-            _ = timeout => {
-                return Err(ToolError::new(
-                    ToolErrorKind::Timeout,
-                    format!("`{}` did not finish in time and was cancelled.", self.name),
-                ));
-            }
-        };
-        match result {
-            Ok(result) => result_to_output(&self.name, result),
-            Err(ServiceError::McpError(e)) => {
-                // -32602: invalid params; -32601: method not found.
-                let (kind, retryable) = match e.code.0 {
-                    -32602 => (ToolErrorKind::InvalidArguments, true),
-                    -32601 => (ToolErrorKind::NotFound, false),
-                    _ => (ToolErrorKind::Failed, true),
-                };
-                Err(ToolError::new(
-                    kind,
-                    format!("The MCP server refused `{}`: {}", self.name, e.message),
-                )
-                .with_retryable(retryable))
-            }
-            Err(ServiceError::TransportClosed | ServiceError::TransportSend(_)) => {
-                Err(self.closed_error())
-            }
-            Err(ServiceError::Timeout { .. }) => Err(ToolError::new(
-                ToolErrorKind::Timeout,
-                format!("`{}` did not finish in time.", self.name),
-            )),
-            Err(ServiceError::Cancelled { reason }) => Err(ToolError::new(
-                ToolErrorKind::Cancelled,
-                format!(
-                    "`{}` was cancelled by the server{}.",
-                    self.name,
-                    reason.map(|r| format!(": {r}")).unwrap_or_default()
-                ),
-            )),
-            Err(other) => Err(ToolError::failed(format!(
-                "`{}` failed: {other}",
-                self.name
-            ))),
+            signal_group(self.pid, nix::sys::signal::Signal::SIGTERM);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::stdio::spawn_error;
     use super::*;
-
-    #[test]
-    fn names_are_prefixed_and_made_valid() {
-        let f = Filter {
-            prefix: Some("fs".into()),
-            allow: None,
-            deny: HashSet::new(),
-        };
-        assert_eq!(f.local_name("read_file"), "fs_read_file");
-        assert_eq!(f.local_name("files.read/v2 x"), "fs_files_read_v2_x");
-        assert_eq!(f.local_name(&"a".repeat(100)).len(), 64);
-        let g = Filter {
-            prefix: None,
-            allow: None,
-            deny: HashSet::new(),
-        };
-        assert_eq!(g.local_name("get-sum"), "get-sum");
-    }
-
-    #[test]
-    fn allow_and_deny_use_server_names() {
-        let f = Filter {
-            prefix: Some("p".into()),
-            allow: Some(["a".to_owned(), "b".to_owned()].into()),
-            deny: ["b".to_owned()].into(),
-        };
-        assert!(f.admits("a"));
-        assert!(!f.admits("b"));
-        assert!(!f.admits("c"));
-    }
 
     #[test]
     fn errors_say_what_to_fix() {

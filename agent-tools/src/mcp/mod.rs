@@ -33,6 +33,8 @@
 mod client;
 mod content;
 mod server;
+mod stdio;
+mod tools;
 
 pub use client::{McpClient, McpClientBuilder, McpError, McpToolInfo};
 pub use server::McpServer;

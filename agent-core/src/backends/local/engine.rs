@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 use std::time::{Duration, Instant};
 
@@ -17,11 +17,10 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use llama_cpp_2::token::data::LlamaTokenData;
-use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 
 use super::grammar::{LineKind, line_grammar};
 use super::protocol::{Step, base_prompt, instructions, parse_step, preamble, step_message, turns};
+use super::sampling::{RUNAWAY, Rng, pick, trim_run};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::message::Usage;
 use crate::model::{
@@ -292,7 +291,7 @@ fn worker(config: LocalConfig, queue: mpsc::Receiver<Job>, shared: Arc<Shared>) 
         clock: 0,
         config: &config,
         shared: &shared,
-        calls: AtomicU64::new(0),
+        calls: 0,
         others_busy: None,
     };
     while let Ok(job) = queue.recv() {
@@ -397,7 +396,8 @@ struct Engine<'m> {
     clock: u64,
     config: &'m LocalConfig,
     shared: &'m Shared,
-    calls: AtomicU64,
+    /// Tool calls made so far, for their ids.
+    calls: u64,
     /// Cores other processes kept busy during the last generation (when long enough to tell).
     others_busy: Option<f64>,
 }
@@ -675,7 +675,8 @@ impl<'m> Engine<'m> {
         }
         let mut message = step_message(step);
         for call in &mut message.tool_calls {
-            call.id = format!("call_{}", self.calls.fetch_add(1, Ordering::Relaxed));
+            call.id = format!("call_{}", self.calls);
+            self.calls += 1;
             let _ = job.events.send(Ok(StreamEvent::ToolCallStarted {
                 index: 0,
                 id: call.id.clone(),
@@ -719,145 +720,5 @@ fn tools_for(request: &ChatRequest) -> (Vec<ToolSpec>, LineKind) {
                 .collect(),
             LineKind::CallOnly,
         ),
-    }
-}
-
-/// Picks the next token. Greedy (temperature 0): the most likely token, checked against the
-/// grammar alone first; only when the grammar refuses it is the grammar applied to the whole
-/// vocabulary (262k tokens for Gemma 3), which is what makes grammars slow. With a
-/// temperature: a draw among the 40 most likely tokens the grammar allows.
-fn pick(
-    ctx: &LlamaContext<'_>,
-    index: i32,
-    grammar: Option<&mut LlamaSampler>,
-    temperature: f32,
-    rng: &mut Rng,
-) -> Result<LlamaToken, ModelError> {
-    let logits = ctx.get_logits_ith(index);
-    if temperature <= 0.0 {
-        let best = argmax(logits.iter().copied().enumerate())
-            .ok_or_else(|| engine_error(ModelErrorKind::Other, "no logits"))?;
-        let Some(grammar) = grammar else {
-            return Ok(LlamaToken(best as i32));
-        };
-        let mut one = LlamaTokenDataArray::new(
-            vec![LlamaTokenData::new(
-                LlamaToken(best as i32),
-                logits[best],
-                0.0,
-            )],
-            false,
-        );
-        grammar.apply(&mut one);
-        if one.data[0].logit().is_finite() {
-            return Ok(LlamaToken(best as i32));
-        }
-        let mut all = full_array(logits);
-        grammar.apply(&mut all);
-        return argmax(all.data.iter().map(|d| (d.id().0 as usize, d.logit())))
-            .filter(|&i| logits.get(i).is_some())
-            .map(|i| LlamaToken(i as i32))
-            .ok_or_else(grammar_dead_end);
-    }
-    let mut top: Vec<(usize, f32)> = logits.iter().copied().enumerate().collect();
-    let k = 40.min(top.len());
-    top.select_nth_unstable_by(k.saturating_sub(1), |a, b| b.1.total_cmp(&a.1));
-    top.truncate(k);
-    let mut candidates = LlamaTokenDataArray::new(
-        top.iter()
-            .map(|&(i, l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0))
-            .collect(),
-        false,
-    );
-    if let Some(grammar) = grammar {
-        grammar.apply(&mut candidates);
-        if !candidates.data.iter().any(|d| d.logit().is_finite()) {
-            candidates = full_array(logits);
-            grammar.apply(&mut candidates);
-        }
-    }
-    let allowed: Vec<(LlamaToken, f32)> = candidates
-        .data
-        .iter()
-        .filter(|d| d.logit().is_finite())
-        .map(|d| (d.id(), d.logit()))
-        .collect();
-    let max = allowed
-        .iter()
-        .map(|a| a.1)
-        .fold(f32::NEG_INFINITY, f32::max);
-    let weights: Vec<f64> = allowed
-        .iter()
-        .map(|a| f64::from((a.1 - max) / temperature).exp())
-        .collect();
-    let total: f64 = weights.iter().sum();
-    if allowed.is_empty() || total <= 0.0 {
-        return Err(grammar_dead_end());
-    }
-    let mut draw = rng.next_f64() * total;
-    for (w, a) in weights.iter().zip(&allowed) {
-        draw -= w;
-        if draw <= 0.0 {
-            return Ok(a.0);
-        }
-    }
-    Ok(allowed[allowed.len() - 1].0)
-}
-
-/// This many identical tokens in a row end the line.
-const RUNAWAY: usize = 8;
-
-/// The line without the run of one repeated character it ends with (and a dangling `.`),
-/// plus the newline that ends a line.
-fn trim_run(line: &str) -> String {
-    let mut out = line.trim_end().to_owned();
-    if let Some(last) = out.chars().last() {
-        while out.ends_with(last) {
-            out.pop();
-        }
-    }
-    let out = out.trim_end_matches('.').trim_end();
-    format!("{out}\n")
-}
-
-fn grammar_dead_end() -> ModelError {
-    engine_error(
-        ModelErrorKind::InvalidResponse,
-        "the grammar allows no token here (a schema the grammar cannot express?)",
-    )
-}
-
-fn full_array(logits: &[f32]) -> LlamaTokenDataArray {
-    LlamaTokenDataArray::new(
-        logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0))
-            .collect(),
-        false,
-    )
-}
-
-fn argmax(values: impl Iterator<Item = (usize, f32)>) -> Option<usize> {
-    values
-        .filter(|(_, v)| v.is_finite())
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(i, _)| i)
-}
-
-/// xorshift64*: enough randomness for sampling, with no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    fn next_f64(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 }

@@ -31,6 +31,8 @@ pub mod protocol;
 #[cfg(feature = "local")]
 mod engine;
 #[cfg(feature = "local")]
+mod sampling;
+#[cfg(feature = "local")]
 pub use engine::{LocalConfig, LocalModel};
 
 /// The name of the default model.
