@@ -164,19 +164,284 @@ async fn symlinks_leading_outside_are_refused_anywhere_in_the_path() {
 }
 
 #[tokio::test]
-async fn a_symlink_that_stays_inside_is_fine() {
+async fn links_are_never_followed_even_when_they_stay_inside() {
+    // A link inside the root can be re-pointed outside at any moment, so none is followed.
     let s = sandbox();
     symlink(
         s.root.path().join("notes.txt"),
         s.root.path().join("alias.txt"),
     )
     .unwrap();
-    assert!(
-        call(&s, "read_file", json!({"path": "alias.txt"}))
-            .await
-            .unwrap()
-            .starts_with("alpha")
+    symlink(s.root.path().join("src"), s.root.path().join("code")).unwrap();
+    assert_denied(
+        call(&s, "read_file", json!({"path": "alias.txt"})).await,
+        "symbolic link",
     );
+    assert_denied(
+        call(&s, "read_file", json!({"path": "code/main.rs"})).await,
+        "symbolic link",
+    );
+    let listing = call(&s, "list_files", json!({})).await.unwrap();
+    assert!(listing.contains("link   alias.txt"), "{listing}");
+}
+
+#[tokio::test]
+async fn a_file_with_a_second_hard_link_is_neither_read_nor_written() {
+    // A hard link in the root can name a file outside it (same file system, same owner).
+    let s = sandbox();
+    std::fs::hard_link(&s.secret, s.root.path().join("innocent.txt")).unwrap();
+    assert_denied(
+        call(&s, "read_file", json!({"path": "innocent.txt"})).await,
+        "hard links",
+    );
+    assert_denied(
+        call(
+            &s,
+            "write_file",
+            json!({"path": "innocent.txt", "content": "pwned"}),
+        )
+        .await,
+        "hard links",
+    );
+    assert_denied(
+        call(
+            &s,
+            "edit_file",
+            json!({"path": "innocent.txt", "old_text": "TOP", "new_text": "x"}),
+        )
+        .await,
+        "hard links",
+    );
+    let found = call(&s, "search_files", json!({"text": "SECRET"}))
+        .await
+        .unwrap();
+    assert!(found.starts_with("no line contains"), "{found}");
+    assert_eq!(std::fs::read_to_string(&s.secret).unwrap(), "TOP SECRET");
+}
+
+#[tokio::test]
+async fn writes_into_git_folders_are_refused_by_default() {
+    let s = sandbox();
+    std::fs::create_dir_all(s.root.path().join(".git/hooks")).unwrap();
+    std::fs::write(s.root.path().join(".git/config"), "[core]\n").unwrap();
+    for path in [".git/config", ".git/hooks/pre-commit", "./.GIT/config"] {
+        assert_denied(
+            call(
+                &s,
+                "write_file",
+                json!({"path": path, "content": "[core]\nfsmonitor = evil"}),
+            )
+            .await,
+            ".git",
+        );
+    }
+    assert_denied(
+        call(
+            &s,
+            "edit_file",
+            json!({"path": ".git/config", "old_text": "[core]", "new_text": "[core]\npager = evil"}),
+        )
+        .await,
+        ".git",
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.root.path().join(".git/config")).unwrap(),
+        "[core]\n"
+    );
+    // Reading is fine, and a user can allow writes on purpose.
+    assert!(
+        call(&s, "read_file", json!({"path": ".git/config"}))
+            .await
+            .is_ok()
+    );
+    let allowed = ToolSet::new(
+        FileTools::new(s.root.path())
+            .unwrap()
+            .allow_git_writes()
+            .all_tools(),
+    )
+    .unwrap();
+    let call_ = agent_core::ToolCall::new(
+        "c",
+        "write_file",
+        &json!({"path": ".git/description", "content": "x"}),
+    );
+    let args = allowed.check_call(&call_).unwrap();
+    allowed
+        .invoke(
+            "write_file",
+            args,
+            ToolContext::detached(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_folder_swapped_for_a_link_during_calls_never_leads_outside() {
+    // A racing process flips `work` between a real folder and a link to the outside while
+    // the tools read and write through it; a bounded number of tries.
+    let s = sandbox();
+    let outside = s.secret.parent().unwrap().to_path_buf();
+    std::fs::write(outside.join("data.txt"), "OUTSIDE").unwrap();
+    let work = s.root.path().join("work");
+    let real = s.root.path().join("work.real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join("data.txt"), "inside").unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, work, real, outside) =
+            (stop.clone(), work.clone(), real.clone(), outside.clone());
+        std::thread::spawn(move || {
+            let link = work.with_extension("link");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&link);
+                let _ = symlink(&outside, &link);
+                let _ = std::fs::rename(&link, &work); // work -> outside
+                let _ = std::fs::remove_file(&work);
+                let _ = symlink(&real, &link);
+                let _ = std::fs::rename(&link, &work); // work -> real (a link: refused too)
+                let _ = std::fs::remove_file(&work);
+                let _ = std::fs::rename(&real, &work); // work is the real folder
+                let _ = std::fs::rename(&work, &real);
+            }
+        })
+    };
+    for i in 0..300 {
+        if let Ok(text) = call(&s, "read_file", json!({"path": "work/data.txt"})).await {
+            assert!(!text.contains("OUTSIDE"), "read outside on try {i}: {text}");
+        }
+        let _ = call(
+            &s,
+            "write_file",
+            json!({"path": "work/written.txt", "content": "x"}),
+        )
+        .await;
+        let _ = call(&s, "search_files", json!({"text": "OUTSIDE"}))
+            .await
+            .map(|found| assert!(!found.contains("data.txt:1"), "{found}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    assert!(
+        !outside.join("written.txt").exists(),
+        "a write landed outside"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("data.txt")).unwrap(),
+        "OUTSIDE"
+    );
+}
+
+#[tokio::test]
+async fn names_with_newlines_and_escapes_are_shown_escaped() {
+    let s = sandbox();
+    std::fs::write(
+        s.root.path().join("evil\nfile   fake.txt (1 bytes)"),
+        "beta",
+    )
+    .unwrap();
+    std::fs::write(s.root.path().join("term\u{1b}[2J.txt"), "beta").unwrap();
+    let listing = call(&s, "list_files", json!({})).await.unwrap();
+    assert!(listing.contains("evil\\nfile"), "{listing}");
+    assert!(listing.contains("term\\u{1b}[2J.txt"), "{listing}");
+    assert!(!listing.contains('\u{1b}'), "{listing}");
+    let found = call(&s, "search_files", json!({"text": "beta"}))
+        .await
+        .unwrap();
+    assert!(found.contains("evil\\nfile"), "{found}");
+    assert_eq!(found.lines().count(), 4, "{found}");
+}
+
+#[tokio::test]
+async fn search_bounds_its_output_and_cuts_long_lines() {
+    let s = sandbox();
+    let long = format!("needle {}", "x".repeat(100_000));
+    std::fs::write(s.root.path().join("minified.js"), &long).unwrap();
+    let found = call(&s, "search_files", json!({"text": "needle"}))
+        .await
+        .unwrap();
+    assert!(found.len() < 1_000, "{} bytes", found.len());
+    assert!(found.contains("[… line cut]"), "{found}");
+    // Many matching lines: the bytes cap holds before the match cap.
+    let tools = ToolSet::new(
+        FileTools::new(s.root.path())
+            .unwrap()
+            .max_search_bytes(2_000)
+            .read_only_tools(),
+    )
+    .unwrap();
+    std::fs::write(
+        s.root.path().join("many.txt"),
+        "needle line\n".repeat(10_000),
+    )
+    .unwrap();
+    let call_ = agent_core::ToolCall::new("c", "search_files", &json!({"text": "needle"}));
+    let args = tools.check_call(&call_).unwrap();
+    let out = tools
+        .invoke(
+            "search_files",
+            args,
+            ToolContext::detached(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .into_content();
+    assert!(out.len() <= 2_100, "{} bytes", out.len());
+    assert!(
+        out.contains("[search stopped early: the results reached 2000 bytes]"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_search_stops_walking() {
+    let s = sandbox();
+    for i in 0..200 {
+        let dir = s.root.path().join(format!("d{i:03}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("f.txt"), "nothing here").unwrap();
+    }
+    let tools = ToolSet::new(FileTools::new(s.root.path()).unwrap().read_only_tools()).unwrap();
+    let call_ = agent_core::ToolCall::new("c", "search_files", &json!({"text": "needle"}));
+    let args = tools.check_call(&call_).unwrap();
+    let ctx = ToolContext::detached();
+    ctx.cancel.cancel();
+    let out = tools
+        .invoke(
+            "search_files",
+            args,
+            ctx,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    // Either the loop answered the cancellation itself, or the walk stopped at once.
+    if let Ok(out) = out {
+        let out = out.into_content();
+        assert!(out.contains("search stopped early"), "{out}");
+    }
+    // The time bound: a zero search time stops the walk on its first folder.
+    let tools = ToolSet::new(
+        FileTools::new(s.root.path())
+            .unwrap()
+            .search_time(std::time::Duration::ZERO)
+            .read_only_tools(),
+    )
+    .unwrap();
+    let args = tools.check_call(&call_).unwrap();
+    let out = tools
+        .invoke(
+            "search_files",
+            args,
+            ToolContext::detached(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+        .into_content();
+    assert!(out.contains("search time"), "{out}");
 }
 
 #[tokio::test]
