@@ -1,5 +1,6 @@
-//! The shell tool: allow-list, no shell interpretation, confinement, scrubbed environment,
-//! timeouts that kill the whole process group.
+//! The shell tool: allow-list, no shell interpretation, argument policies, Landlock and PID
+//! namespace confinement, an empty environment, timeouts that kill every process a call
+//! started. Attacks use real programs, files, links and processes.
 
 use std::time::Duration;
 
@@ -69,64 +70,412 @@ async fn the_working_directory_stays_inside_the_sandbox() {
 }
 
 #[tokio::test]
-async fn secrets_in_the_parent_environment_do_not_reach_the_child() {
+async fn the_environment_starts_empty_and_secrets_never_reach_the_child() {
     let dir = sandbox();
     let parent = vec![
         ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
         ("OPENAI_API_KEY".to_owned(), "sk-parent-secret".to_owned()),
         ("GITHUB_TOKEN".to_owned(), "ghp-secret".to_owned()),
-        ("DB_SECRET".to_owned(), "hunter2".to_owned()),
+        ("PGPASSWORD".to_owned(), "pg-secret".to_owned()),
+        (
+            "DATABASE_URL".to_owned(),
+            "postgres://u:db-secret@h/d".to_owned(),
+        ),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "AKIA-secret".to_owned()),
+        (
+            "SLACK_WEBHOOK".to_owned(),
+            "https://hooks/secret".to_owned(),
+        ),
         ("DEPLOY_KEY".to_owned(), "passed-on-purpose".to_owned()),
         ("LANG".to_owned(), "C".to_owned()),
     ];
-    let shell = Shell::new(dir.path(), ["env"])
+    let shell = Shell::new(dir.path(), ["printenv"])
         .unwrap()
         .with_parent_env(parent)
         .pass_env("DEPLOY_KEY");
-    let out = run(&shell, json!({"program": "env"})).await.unwrap();
-    for secret in ["sk-parent-secret", "ghp-secret", "hunter2"] {
+    let out = run(&shell, json!({"program": "printenv"})).await.unwrap();
+    for secret in [
+        "sk-parent",
+        "ghp-",
+        "pg-secret",
+        "db-secret",
+        "AKIA",
+        "hooks/secret",
+    ] {
         assert!(!out.contains(secret), "{out}");
     }
     assert!(out.contains("DEPLOY_KEY=passed-on-purpose"), "{out}");
     assert!(out.contains("LANG=C"), "{out}");
+    let mut names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(n, _)| n))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["DEPLOY_KEY", "HOME", "LANG", "PATH", "TMPDIR"],
+        "{out}"
+    );
+    // HOME is a private empty folder, not the root (where a model could write rc files).
+    assert!(
+        !out.contains(&format!("HOME={}", dir.path().display())),
+        "{out}"
+    );
+}
+
+#[test]
+fn programs_that_run_other_programs_or_code_cannot_be_allowed() {
+    let dir = sandbox();
+    for program in [
+        "env", "xargs", "nice", "timeout", "nohup", "setsid", "sh", "bash", "python3", "perl",
+        "awk", "sed", "busybox", "sudo", "/bin/ls",
+    ] {
+        let err = Shell::new(dir.path(), ["ls", program]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{program}");
+    }
+}
+
+async fn refused(shell: &Shell, program: &str, args: &[&str]) -> String {
+    let err = run(shell, json!({"program": program, "args": args}))
+        .await
+        .expect_err(&format!("{program} {args:?} must be refused"));
+    assert_eq!(
+        err.kind,
+        ToolErrorKind::PermissionDenied,
+        "{program} {args:?}: {err:?}"
+    );
+    err.message
 }
 
 #[tokio::test]
-async fn a_command_that_outlives_its_timeout_is_killed_with_its_children() {
+async fn options_that_run_programs_read_file_lists_or_write_files_are_refused() {
     let dir = sandbox();
-    let shell = Shell::new(dir.path(), ["sh"])
-        .unwrap()
-        .timeout(Duration::from_millis(300));
-    // The program starts a grandchild in the background and writes its pid.
-    let started = std::time::Instant::now();
-    let err = run(
+    let shell = Shell::new(
+        dir.path(),
+        [
+            "wc", "find", "tar", "sort", "git", "cat", "head", "grep", "ls", "uniq", "md5sum",
+        ],
+    )
+    .unwrap();
+    let attacks: &[(&str, &[&str])] = &[
+        ("wc", &["--files0-from=list.txt"]),
+        ("wc", &["--files0-from", "list.txt"]),
+        ("wc", &["--files0", "list.txt"]), // an abbreviation of the same option
+        ("wc", &["/proc/self/environ"]),
+        ("wc", &["-c", "/etc/shadow"]),
+        ("cat", &["../../etc/passwd"]),
+        ("cat", &["sub/../../x"]),
+        ("head", &["-n", "1", "/dev/zero"]),
+        ("find", &[".", "-exec", "touch", "pwned", ";"]),
+        ("find", &[".", "-execdir", "id", ";"]),
+        ("find", &[".", "-ok", "id", ";"]),
+        ("find", &[".", "-delete"]),
+        ("find", &[".", "-fprint", "out.txt"]),
+        ("find", &["-L", "."]),
+        ("find", &["/", "-name", "id_rsa"]),
+        ("tar", &["--to-command=sh", "-xf", "a.tar"]),
+        (
+            "tar",
+            &[
+                "-xf",
+                "a.tar",
+                "--checkpoint=1",
+                "--checkpoint-action=exec=id",
+            ],
+        ),
+        ("tar", &["-I", "./evil", "-xf", "a.tar"]),
+        ("tar", &["xIf", "evil", "a.tar"]),
+        ("tar", &["-cf", "/tmp/exfil.tar", "."]),
+        ("tar", &["-xf", "a.tar", "-C", "/"]),
+        ("tar", &["-P", "-xf", "a.tar"]),
+        ("sort", &["-o", "sub/a.txt", "sub/a.txt"]),
+        ("sort", &["--compress-program=id", "sub/a.txt"]),
+        ("sort", &["--files0-from=list"]),
+        ("uniq", &["sub/a.txt", "overwritten.txt"]),
+        ("git", &["-c", "core.pager=id", "log"]),
+        ("git", &["config", "core.fsmonitor", "id"]),
+        ("git", &["fetch", "--upload-pack=id", "origin"]),
+        ("git", &["clone", "ext::sh -c id", "x"]),
+        ("git", &["log", "--output=/tmp/x"]),
+        ("git", &["diff", "--ext-diff"]),
+        ("git", &["grep", "-O", "x"]),
+        ("git", &["--git-dir=/etc", "status"]),
+        ("git", &["commit", "-m", "runs hooks"]),
+        ("grep", &["-r", "KEY", "/proc/1/environ"]),
+        ("ls", &["--dired", "-l", "/home"]),
+        ("md5sum", &["--help"]),
+        ("md5sum", &["/etc/passwd"]),
+    ];
+    for (program, args) in attacks {
+        refused(&shell, program, args).await;
+    }
+    assert!(!dir.path().join("pwned").exists());
+    // Ordinary use still works.
+    let found = run(
         &shell,
-        json!({"program": "sh", "args": ["-c", "sleep 30 & echo $! > bg.pid; sleep 30"]}),
+        json!({"program": "find", "args": [".", "-name", "*.txt", "-type", "f"]}),
     )
     .await
-    .unwrap_err();
-    assert_eq!(err.kind, ToolErrorKind::Timeout);
+    .unwrap();
+    assert!(found.contains("./sub/a.txt"), "{found}");
+    let counted = run(
+        &shell,
+        json!({"program": "wc", "args": ["-l", "sub/a.txt"]}),
+    )
+    .await
+    .unwrap();
+    assert!(counted.contains("2 sub/a.txt"), "{counted}");
+    let grep = run(
+        &shell,
+        json!({"program": "grep", "args": ["-rn", "two", "sub"]}),
+    )
+    .await
+    .unwrap();
+    assert!(grep.contains("sub/a.txt:2:two"), "{grep}");
+    let summed = run(&shell, json!({"program": "md5sum", "args": ["sub/a.txt"]}))
+        .await
+        .unwrap();
+    assert!(summed.contains("sub/a.txt"), "{summed}");
+}
+
+/// Landlock and the PID namespace are Linux features a machine may lack; CI requires them.
+fn confinement_available(what: &str) -> bool {
+    let c = agent_tools::shell::confinement();
+    let available = c.filesystem != agent_tools::shell::Level::None && c.process_tree;
+    if !available {
+        assert!(
+            std::env::var("AGENT_SANDBOX_REQUIRED").is_err(),
+            "AGENT_SANDBOX_REQUIRED is set but this machine cannot confine programs: {c:?}"
+        );
+        println!("skipped ({what}): this machine lacks Landlock or PID namespaces ({c:?})");
+    }
+    available
+}
+
+#[tokio::test]
+async fn even_a_missed_option_cannot_read_or_write_outside_the_root() {
+    if !confinement_available("confinement") {
+        return;
+    }
+    // The argument checks pass (every path is inside the root), but the links lead out: only
+    // the confinement stands between the program and the outside.
+    let dir = sandbox();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "TOP SECRET").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        dir.path().join("link.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("outdir")).unwrap();
+    std::os::unix::fs::symlink("/proc/self/environ", dir.path().join("environ")).unwrap();
+    let parent_environ = format!("/proc/{}/environ", std::process::id());
+    std::os::unix::fs::symlink(&parent_environ, dir.path().join("parent_environ")).unwrap();
+    let shell = Shell::new(dir.path(), ["cat", "cp", "touch"]).unwrap();
+    for file in ["link.txt", "environ", "parent_environ", "outdir/secret.txt"] {
+        let out = run(&shell, json!({"program": "cat", "args": [file]}))
+            .await
+            .unwrap();
+        assert!(
+            !out.contains("TOP SECRET") && !out.contains("PATH="),
+            "{file}: {out}"
+        );
+        assert!(!out.starts_with("exit status: 0"), "{file}: {out}");
+    }
+    let out = run(
+        &shell,
+        json!({"program": "cp", "args": ["sub/a.txt", "outdir/copied.txt"]}),
+    )
+    .await
+    .unwrap();
+    assert!(!out.starts_with("exit status: 0"), "{out}");
+    let out = run(
+        &shell,
+        json!({"program": "touch", "args": ["outdir/touched"]}),
+    )
+    .await
+    .unwrap();
+    assert!(!out.starts_with("exit status: 0"), "{out}");
+    assert!(!outside.path().join("copied.txt").exists());
+    assert!(!outside.path().join("touched").exists());
+    // Inside the root, the same programs work.
+    let out = run(
+        &shell,
+        json!({"program": "cp", "args": ["sub/a.txt", "copy.txt"]}),
+    )
+    .await
+    .unwrap();
+    assert!(out.starts_with("exit status: 0"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("copy.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+}
+
+/// A program on a PATH of the test's own that starts a process that leaves the process
+/// group with `setsid`, then waits (or not).
+fn daemonizing_program(bin: &std::path::Path, marker: &str, wait: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = bin.join(format!(
+        "spawn-daemon-{}",
+        if wait { "wait" } else { "exit" }
+    ));
+    let tail = if wait { "sleep 30\n" } else { "exit 0\n" };
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nsetsid sleep {marker} < /dev/null > /dev/null 2>&1 &\n{tail}"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Whether a process whose command line holds `marker` is alive (zombies count as dead).
+fn alive_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .any(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(marker) && !status.contains("State:\tZ")
+        })
+}
+
+async fn gone(marker: &str) -> bool {
+    for _ in 0..100 {
+        if !alive_with(marker) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_command_that_outlives_its_timeout_is_killed_with_everything_it_started() {
+    if !confinement_available("process tree") {
+        return;
+    }
+    let dir = sandbox();
+    let bin = tempfile::tempdir().unwrap();
+    let marker = format!("987.{}", std::process::id());
+    daemonizing_program(bin.path(), &marker, true);
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let shell = Shell::new(dir.path(), ["spawn-daemon-wait"])
+        .unwrap()
+        .with_parent_env(vec![("PATH".into(), path)])
+        .timeout(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let err = run(&shell, json!({"program": "spawn-daemon-wait"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ToolErrorKind::Timeout, "{err:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
-    let pid: i32 = std::fs::read_to_string(dir.path().join("bg.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // The background grandchild is gone too (give the kernel a moment to reap it).
-    let mut alive = true;
-    for _ in 0..50 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        alive = !status.is_empty() && !status.contains("State:\tZ");
-        if !alive {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        gone(&marker).await,
+        "the setsid process survived the timeout"
+    );
+}
+
+#[tokio::test]
+async fn nothing_a_command_started_survives_the_call() {
+    if !confinement_available("process tree") {
+        return;
     }
-    assert!(!alive, "the background process {pid} survived the timeout");
+    let dir = sandbox();
+    let bin = tempfile::tempdir().unwrap();
+    let marker = format!("986.{}", std::process::id());
+    daemonizing_program(bin.path(), &marker, false);
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let shell = Shell::new(dir.path(), ["spawn-daemon-exit"])
+        .unwrap()
+        .with_parent_env(vec![("PATH".into(), path)]);
+    let out = run(&shell, json!({"program": "spawn-daemon-exit"}))
+        .await
+        .unwrap();
+    assert!(out.starts_with("exit status: 0"), "{out}");
+    assert!(gone(&marker).await, "a detached process outlived the call");
+}
+
+#[tokio::test]
+async fn git_runs_no_pager_hook_fsmonitor_or_diff_driver_from_a_poisoned_config() {
+    let dir = sandbox();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+    };
+    if git(&["init", "-q"]).is_err() {
+        assert!(
+            std::env::var("AGENT_SANDBOX_REQUIRED").is_err(),
+            "git is required"
+        );
+        println!("skipped: git is not installed");
+        return;
+    }
+    let marker = dir.path().join("pwned");
+    let evil = format!("touch {}", marker.display());
+    for (key, value) in [
+        ("core.pager", evil.as_str()),
+        ("core.fsmonitor", evil.as_str()),
+        ("diff.external", evil.as_str()),
+        ("diff.evil.textconv", evil.as_str()),
+        ("core.hooksPath", "hooks"),
+        ("user.email", "a@b.c"),
+        ("user.name", "A"),
+    ] {
+        git(&["config", key, value]).unwrap();
+    }
+    std::fs::write(dir.path().join(".gitattributes"), "*.txt diff=evil\n").unwrap();
+    git(&["-c", "core.fsmonitor=false", "add", "."]).unwrap();
+    git(&[
+        "-c",
+        "core.fsmonitor=false",
+        "-c",
+        "core.hooksPath=/dev/null",
+        "commit",
+        "-qm",
+        "one",
+    ])
+    .unwrap();
+    std::fs::write(dir.path().join("sub/a.txt"), "changed\n").unwrap();
+    assert!(!marker.exists(), "the setup itself ran the command");
+    let shell = Shell::new(dir.path(), ["git"]).unwrap();
+    for args in [
+        vec!["status"],
+        vec!["diff"],
+        vec!["log", "-p", "-n", "1"],
+        vec!["show", "--stat"],
+        vec!["blame", "sub/a.txt"],
+    ] {
+        let out = run(&shell, json!({"program": "git", "args": args}))
+            .await
+            .unwrap();
+        assert!(
+            !marker.exists(),
+            "git {args:?} ran a configured command: {out}"
+        );
+    }
+    let out = run(
+        &shell,
+        json!({"program": "git", "args": ["diff", "--stat"]}),
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("sub/a.txt"), "{out}");
 }
 
 #[tokio::test]
