@@ -5,8 +5,11 @@
 //! every IPv4-in-IPv6 form; it then connects to exactly the address it checked (no DNS
 //! rebinding between check and connect), follows redirects itself and checks every hop the
 //! same way. Proxies from the environment are ignored (they would hide the destination).
-//! A host on the allow-list may be private (that is what allow-listing is for). Caps on
-//! size, redirects and time. HTML comes back as readable text.
+//! A host on the allow-list may be private (that is what allow-listing is for); host names
+//! are compared without a trailing dot (`example.com.` is `example.com`). Caps on the
+//! download, the redirects, the time, and the text returned. HTML comes back as readable
+//! text, rendered on a blocking thread within the fetch's time limit; a page nested deeper
+//! than a renderer can handle quickly is reduced to its plain text instead.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -41,6 +44,7 @@ pub struct HttpFetch {
     allow_hosts: Vec<String>,
     deny_hosts: Vec<String>,
     max_bytes: usize,
+    max_text: usize,
     max_redirects: usize,
     timeout: Duration,
     allow_post: bool,
@@ -52,6 +56,7 @@ impl Default for HttpFetch {
             allow_hosts: Vec::new(),
             deny_hosts: Vec::new(),
             max_bytes: 2 << 20,
+            max_text: 256 << 10,
             max_redirects: 5,
             timeout: Duration::from_secs(20),
             allow_post: false,
@@ -60,42 +65,56 @@ impl Default for HttpFetch {
 }
 
 impl HttpFetch {
-    /// GET only; 2 MiB, 5 redirects, 20 s; every public host, no private one.
+    /// GET only; 2 MiB downloaded, 256 KiB of text returned, 5 redirects, 20 s; every public
+    /// host, no private one.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Restricts fetching to these hosts (and lets them be private addresses).
+    #[must_use]
     pub fn allow_host(mut self, host: impl Into<String>) -> Self {
-        self.allow_hosts.push(host.into().to_ascii_lowercase());
+        self.allow_hosts.push(normal_host(&host.into()));
         self
     }
 
-    /// Refuses this host.
+    /// Refuses this host and its subdomains.
+    #[must_use]
     pub fn deny_host(mut self, host: impl Into<String>) -> Self {
-        self.deny_hosts.push(host.into().to_ascii_lowercase());
+        self.deny_hosts.push(normal_host(&host.into()));
         self
     }
 
-    /// Sets the largest body returned, in bytes.
+    /// Sets the largest body downloaded, in bytes.
+    #[must_use]
     pub fn max_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = bytes;
         self
     }
 
+    /// Sets the most text returned to the model, in bytes (after HTML is rendered).
+    #[must_use]
+    pub fn max_text(mut self, bytes: usize) -> Self {
+        self.max_text = bytes;
+        self
+    }
+
     /// Sets how many redirects are followed.
+    #[must_use]
     pub fn max_redirects(mut self, redirects: usize) -> Self {
         self.max_redirects = redirects;
         self
     }
 
     /// Sets the time limit for the whole fetch.
+    #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// Allows POST.
+    #[must_use]
     pub fn allow_post(mut self) -> Self {
         self.allow_post = true;
         self
@@ -112,10 +131,7 @@ impl HttpFetch {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(denied("URLs with credentials are not allowed"));
         }
-        let Some(host) = url
-            .host_str()
-            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
-        else {
+        let Some(host) = url.host_str().map(normal_host) else {
             return Err(ToolError::invalid_arguments("the URL has no host"));
         };
         if self
@@ -153,6 +169,14 @@ impl HttpFetch {
     }
 }
 
+/// A host name as compared with the lists: lower case, without IPv6 brackets and without
+/// the trailing dots that make a name fully qualified (`example.com.` is `example.com`).
+fn normal_host(host: &str) -> String {
+    host.trim_matches(['[', ']'])
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
 fn denied(message: impl Into<String>) -> ToolError {
     ToolError::permission_denied(message)
 }
@@ -176,6 +200,10 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || a >= 240                         // 240/4 reserved
         || (a == 100 && (64..128).contains(&b)) // 100.64/10 CGNAT
         || (a == 192 && b == 0 && c == 0)   // 192.0.0/24 IETF
+        || (a == 192 && b == 0 && c == 2)   // 192.0.2/24 documentation
+        || (a == 198 && b == 51 && c == 100) // 198.51.100/24 documentation
+        || (a == 203 && b == 0 && c == 113) // 203.0.113/24 documentation
+        || (a == 192 && b == 88 && c == 99) // 192.88.99/24 6to4 relay anycast
         || (a == 198 && (b == 18 || b == 19)) // 198.18/15 benchmarking
 }
 
@@ -183,17 +211,28 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = embedded_v4(ip) {
         return forbidden_v4(v4);
     }
-    let first = ip.segments()[0];
+    let s = ip.segments();
+    let first = s[0];
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // fc00::/7 unique local (incl. fd00:ec2::254 metadata)
         || (first & 0xffc0) == 0xfe80 // fe80::/10 link-local
         || (first & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
+        || (first == 0x64 && s[1] == 0xff9b && s[2] == 1) // 64:ff9b:1::/48 local-use NAT64
+        || (first == 0x2001 && s[1] == 0) // 2001::/32 Teredo (an IPv4 address inside)
+        || (first == 0x2001 && s[1] == 2 && s[2] == 0) // 2001:2::/48 benchmarking
+        || (first == 0x2001 && (s[1] & 0xfff0) == 0x10) // 2001:10::/28 ORCHID
+        || (first == 0x2001 && (s[1] & 0xfff0) == 0x20) // 2001:20::/28 ORCHIDv2
+        || (first == 0x2001 && s[1] == 0xdb8) // 2001:db8::/32 documentation
+        || (first & 0xfff0) == 0x3ff0 // 3fff::/20 documentation
+        || (first == 0x100 && s[1] == 0 && s[2] == 0 && s[3] == 0) // 100::/64 discard
+        || first == 0x5f00 // 5f00::/16 SRv6 segment identifiers
 }
 
-/// The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d),
-/// NAT64 (64:ff9b::a.b.c.d) or 6to4 (2002:aabb:ccdd::) address.
+/// The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d), IPv4-translated
+/// (::ffff:0:a.b.c.d), IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d) or 6to4
+/// (2002:aabb:ccdd::) address.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
@@ -203,7 +242,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if s[..6] == [0, 0, 0, 0, 0, 0] && !(s[6] == 0 && s[7] <= 1) {
         return Some(tail); // ::a.b.c.d (not :: or ::1)
     }
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..6] == [0, 0, 0, 0, 0xffff, 0] {
         return Some(tail);
     }
     if s[0] == 0x2002 {
@@ -336,8 +375,16 @@ impl TypedTool for HttpFetch {
                     break;
                 }
             }
-            let text = render(&content_type, &body);
-            let mut out = format!("status: {}\nurl: {url}\n\n{text}", status.as_u16());
+            let text = render_within(content_type, body, deadline).await;
+            let mut out = format!("status: {}\nurl: {url}\n\n", status.as_u16());
+            out.push_str(cut(&text, self.max_text));
+            if text.len() > self.max_text {
+                out.push_str(&format!(
+                    "\n[text cut at {} of {} bytes]",
+                    self.max_text,
+                    text.len()
+                ));
+            }
             if truncated {
                 out.push_str(&format!("\n[content cut at {} bytes]", self.max_bytes));
             }
@@ -346,10 +393,53 @@ impl TypedTool for HttpFetch {
     }
 }
 
+/// The longest prefix of `text` of at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Element nesting past which HTML is reduced to plain text instead of rendered: the
+/// renderer's time grows steeply with depth, and no readable page nests this deep.
+const MAX_HTML_DEPTH: usize = 200;
+
+/// Renders a body on a blocking thread, giving up on the layout (not on the text) when the
+/// fetch's deadline passes first.
+async fn render_within(
+    content_type: String,
+    body: Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> String {
+    if !content_type.contains("html") {
+        return render(&content_type, &body);
+    }
+    let body = std::sync::Arc::new(body);
+    let shared = body.clone();
+    let rendering = tokio::task::spawn_blocking(move || render(&content_type, &shared));
+    match tokio::time::timeout_at(deadline, rendering).await {
+        Ok(Ok(text)) => text,
+        _ => format!(
+            "[the page took too long to lay out; its text follows]\n{}",
+            strip_tags(&body)
+        ),
+    }
+}
+
 fn render(content_type: &str, body: &[u8]) -> String {
     if content_type.contains("html") {
-        return html2text::from_read(body, 100)
-            .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+        if html_depth(body) > MAX_HTML_DEPTH {
+            return format!(
+                "[the page nests more than {MAX_HTML_DEPTH} elements deep; its text follows]\n{}",
+                strip_tags(body)
+            );
+        }
+        return html2text::from_read(body, 100).unwrap_or_else(|_| strip_tags(body));
     }
     let textual = content_type.is_empty()
         || content_type.starts_with("text/")
@@ -365,9 +455,115 @@ fn render(content_type: &str, body: &[u8]) -> String {
     )
 }
 
+/// The deepest element nesting in an HTML document, estimated in one pass: an opening tag
+/// goes one level down, a closing tag one up, void and self-closed elements stay level.
+fn html_depth(body: &[u8]) -> usize {
+    const VOID: &[&[u8]] = &[
+        b"area",
+        b"base",
+        b"br",
+        b"col",
+        b"embed",
+        b"hr",
+        b"img",
+        b"input",
+        b"link",
+        b"meta",
+        b"source",
+        b"track",
+        b"wbr",
+        b"!doctype",
+    ];
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut i = 0;
+    while let Some(offset) = body[i..].iter().position(|&b| b == b'<') {
+        let start = i + offset + 1;
+        let end = body[start..]
+            .iter()
+            .position(|&b| b == b'>')
+            .map_or(body.len(), |e| start + e);
+        let tag = &body[start..end];
+        i = (end + 1).min(body.len());
+        if let Some(name) = tag.strip_prefix(b"/") {
+            if !name.is_empty() {
+                depth = depth.saturating_sub(1);
+            }
+            continue;
+        }
+        let name: Vec<u8> = tag
+            .iter()
+            .take_while(|b| !b.is_ascii_whitespace() && **b != b'/')
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        let opens = name.first().is_some_and(u8::is_ascii_alphabetic)
+            && !tag.ends_with(b"/")
+            && !VOID.contains(&name.as_slice());
+        if opens {
+            depth += 1;
+            deepest = deepest.max(depth);
+        }
+        if i >= body.len() {
+            break;
+        }
+    }
+    deepest
+}
+
+/// The text of an HTML document without its tags, scripts and styles, in one linear pass.
+fn strip_tags(body: &[u8]) -> String {
+    let html = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut rest = html.as_ref();
+    let mut skipping: Option<&str> = None;
+    while let Some(open) = rest.find('<') {
+        if skipping.is_none() {
+            out.push_str(&rest[..open]);
+        }
+        let after = &rest[open + 1..];
+        let close = after.find('>').map_or(after.len(), |c| c + 1);
+        let tag = after[..close.saturating_sub(1).min(after.len())].to_ascii_lowercase();
+        match skipping {
+            Some(name) if tag.starts_with('/') && tag[1..].starts_with(name) => skipping = None,
+            None if tag.starts_with("script") => skipping = Some("script"),
+            None if tag.starts_with("style") => skipping = Some("style"),
+            None => out.push(' '),
+            _ => {}
+        }
+        rest = &after[close.min(after.len())..];
+    }
+    if skipping.is_none() {
+        out.push_str(rest);
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_depth_is_measured_in_one_pass() {
+        assert_eq!(
+            html_depth(b"<html><body><p>a<br>b<img src=x/></p></body></html>"),
+            3
+        );
+        assert_eq!(html_depth(&b"<div>".repeat(5000)), 5000);
+        assert_eq!(html_depth(b"<!doctype html><p>x</p>"), 1);
+        assert_eq!(html_depth(b"a < b and c<"), 0);
+    }
+
+    #[test]
+    fn stripped_text_keeps_words_and_drops_scripts() {
+        let text =
+            strip_tags(b"<p>Hello <b>big</b></p><script>evil()</script><style>p{}</style>world");
+        assert_eq!(text, "Hello big world");
+    }
+
+    #[test]
+    fn hosts_are_compared_without_trailing_dots_or_case() {
+        assert_eq!(normal_host("Example.COM."), "example.com");
+        assert_eq!(normal_host("[::1]"), "::1");
+    }
 
     #[test]
     fn private_and_reserved_addresses_are_forbidden_in_every_form() {
@@ -402,6 +598,19 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
             "2002:c0a8:101::1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "192.88.99.1",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:10::1",
+            "2001:20::1",
+            "2001:db8::1",
+            "3fff::1",
+            "100::1",
         ] {
             assert!(forbidden(ip.parse().unwrap()), "{ip} must be forbidden");
         }
@@ -413,6 +622,7 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "2002:0808:0808::",
+            "2001:4860:4860::8888",
         ] {
             assert!(!forbidden(ip.parse().unwrap()), "{ip} must be allowed");
         }

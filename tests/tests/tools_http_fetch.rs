@@ -168,3 +168,62 @@ async fn deny_lists_schemes_credentials_size_and_redirect_caps() {
     .unwrap_err();
     assert_eq!(err.kind, ToolErrorKind::PermissionDenied);
 }
+
+#[tokio::test]
+async fn a_deny_listed_host_with_a_trailing_dot_is_still_denied() {
+    let tool = HttpFetch::new().deny_host("example.com");
+    for url in [
+        "http://example.com./",
+        "http://EXAMPLE.com../x",
+        "http://www.example.com./",
+    ] {
+        assert_refused(fetch(&tool, url).await);
+    }
+}
+
+#[tokio::test]
+async fn a_deeply_nested_page_is_reduced_to_text_within_the_time_limit() {
+    // 200,000 nested elements under the 2 MiB download cap: a layout engine needs minutes.
+    let mut html = "<div>".repeat(200_000);
+    html.push_str("the deep text");
+    let server = FakeServer::start(move |_, _| Reply::raw(200, "text/html", html.clone())).await;
+    let tool = HttpFetch::new()
+        .allow_host("127.0.0.1")
+        .timeout(std::time::Duration::from_secs(15));
+    let url = format!("http://127.0.0.1:{}/", server.addr().port());
+    let started = std::time::Instant::now();
+    let out = fetch(&tool, &url).await.unwrap();
+    assert!(
+        out.contains("the deep text"),
+        "{}",
+        &out[..out.len().min(500)]
+    );
+    assert!(
+        out.contains("nests more than 200 elements"),
+        "{}",
+        &out[..out.len().min(500)]
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_text_returned_is_bounded_after_rendering() {
+    let body = format!(
+        "<html><body>{}</body></html>",
+        "<p>word word word</p>".repeat(50_000)
+    );
+    let server = FakeServer::start(move |_, _| Reply::raw(200, "text/html", body.clone())).await;
+    let tool = HttpFetch::new().allow_host("127.0.0.1").max_text(10_000);
+    let url = format!("http://127.0.0.1:{}/", server.addr().port());
+    let out = fetch(&tool, &url).await.unwrap();
+    assert!(out.len() < 10_200, "{} bytes", out.len());
+    assert!(
+        out.contains("[text cut at 10000 of"),
+        "{}",
+        &out[out.len() - 200..]
+    );
+}
