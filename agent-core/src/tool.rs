@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{ToolError, ToolErrorKind, ToolSetError};
 use crate::message::ToolCall;
 use crate::model::{ToolExample, ToolSpec};
-use crate::schema::{ArgumentValidator, normalize, schema_for};
+use crate::schema::{ArgumentValidator, schema_for, try_normalize};
 
 /// What calling a tool does to the world; tells approval policies and schedulers what is
 /// safe to repeat or run side by side.
@@ -456,7 +456,11 @@ impl ToolSet {
             if index.contains_key(&name) {
                 return Err(ToolSetError::DuplicateName(name));
             }
-            let parameters = normalize(tool.parameters());
+            let parameters =
+                try_normalize(tool.parameters()).map_err(|e| ToolSetError::InvalidSchema {
+                    tool: name.clone(),
+                    reason: e.to_string(),
+                })?;
             if parameters.get("type").and_then(Value::as_str) != Some("object") {
                 return Err(ToolSetError::InvalidSchema {
                     tool: name,

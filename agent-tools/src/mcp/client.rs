@@ -160,6 +160,7 @@ pub struct McpClientBuilder {
     deny: HashSet<String>,
     call_timeout: Option<Duration>,
     startup_timeout: Duration,
+    max_result_bytes: usize,
 }
 
 impl fmt::Debug for McpClientBuilder {
@@ -184,6 +185,7 @@ impl McpClientBuilder {
             deny: HashSet::new(),
             call_timeout: None,
             startup_timeout: Duration::from_secs(60),
+            max_result_bytes: 256 << 10,
         }
     }
 
@@ -219,6 +221,14 @@ impl McpClientBuilder {
     /// default); a call made outside a run has no limit but its cancellation.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = Some(timeout);
+        self
+    }
+
+    /// The most bytes of one call's result passed on to the model (256 KiB by default); a
+    /// longer result is cut, with a note saying how much was cut.
+    #[must_use]
+    pub fn max_result_bytes(mut self, bytes: usize) -> Self {
+        self.max_result_bytes = bytes;
         self
     }
 
@@ -313,6 +323,7 @@ impl McpClientBuilder {
             label: label.clone(),
             peer: service.peer().clone(),
             call_timeout: self.call_timeout,
+            max_result_bytes: self.max_result_bytes,
             stderr,
             offered: RwLock::new(HashSet::new()),
         });
@@ -321,18 +332,21 @@ impl McpClientBuilder {
             allow: self.allow,
             deny: self.deny,
         };
-        let listed = tokio::time::timeout(self.startup_timeout, conn.peer.list_all_tools())
-            .await
-            .map_err(|_| McpError::Request {
-                server: label.clone(),
-                operation: "tools/list",
-                reason: "no answer in time".into(),
-            })?
-            .map_err(|e| McpError::Request {
-                server: label.clone(),
-                operation: "tools/list",
-                reason: e.to_string(),
-            })?;
+        let listed = tokio::time::timeout(
+            self.startup_timeout,
+            super::tools::list_tools_bounded(&conn.peer, &label),
+        )
+        .await
+        .map_err(|_| McpError::Request {
+            server: label.clone(),
+            operation: "tools/list",
+            reason: "no answer in time".into(),
+        })?
+        .map_err(|e| McpError::Request {
+            server: label.clone(),
+            operation: "tools/list",
+            reason: e.to_string(),
+        })?;
         let state = Arc::new(ToolsState {
             tools: RwLock::new(Arc::from(Vec::new())),
             version: watch::Sender::new(0),

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use agent_core::{Tool, ToolContext, ToolError, ToolErrorKind, ToolMeta, ToolOutput, async_trait};
-use rmcp::model::{CallToolRequestParams, Tool as RemoteTool};
+use rmcp::model::{CallToolRequestParams, PaginatedRequestParams, Tool as RemoteTool};
 use rmcp::service::ServiceError;
 use rmcp::{Peer, RoleClient};
 use serde_json::{Map, Value};
@@ -55,6 +55,8 @@ pub(super) struct Conn {
     pub(super) label: String,
     pub(super) peer: Peer<RoleClient>,
     pub(super) call_timeout: Option<Duration>,
+    /// The most bytes of a result passed on to the model; the rest is cut with a note.
+    pub(super) max_result_bytes: usize,
     pub(super) stderr: StderrTail,
     /// The server names of the tools it currently offers.
     pub(super) offered: RwLock<HashSet<String>>,
@@ -86,7 +88,20 @@ impl ToolsState {
                 );
                 continue;
             }
-            tools.push(Arc::new(McpTool::new(name, remote, conn.clone())));
+            let remote_name = remote.name.to_string();
+            let tool = Arc::new(McpTool::new(name, remote, conn.clone()));
+            // The same checks an agent's tool set makes (a valid object schema that compiles
+            // within the inlining budget, a valid name): a server's bad tool is skipped, by
+            // name, instead of making every agent that uses this client fail to build.
+            if let Err(e) = agent_core::ToolSet::new([tool.clone() as Arc<dyn Tool>]) {
+                tracing::warn!(
+                    target: "agent_tools::mcp",
+                    server = %conn.label,
+                    "skipping tool `{remote_name}`: {e}"
+                );
+                continue;
+            }
+            tools.push(tool);
         }
         if let Ok(mut o) = conn.offered.write() {
             *o = offered;
@@ -105,6 +120,60 @@ impl ToolsState {
     }
 }
 
+/// The most pages of a tool listing read; a server that pages forever is cut off here.
+pub(super) const MAX_LIST_PAGES: usize = 64;
+/// The most tools taken from one server's listing.
+pub(super) const MAX_LISTED_TOOLS: usize = 1024;
+/// The longest tool description passed on to the model, in bytes.
+const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+/// Lists the server's tools page by page, within [`MAX_LIST_PAGES`] pages and
+/// [`MAX_LISTED_TOOLS`] tools, stopping at a cursor it has seen before.
+pub(super) async fn list_tools_bounded(
+    peer: &Peer<RoleClient>,
+    label: &str,
+) -> Result<Vec<RemoteTool>, ServiceError> {
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut seen = HashSet::new();
+    for _ in 0..MAX_LIST_PAGES {
+        let page = peer
+            .list_tools(Some(
+                PaginatedRequestParams::default().with_cursor(cursor.take()),
+            ))
+            .await?;
+        let room = MAX_LISTED_TOOLS - tools.len();
+        if page.tools.len() > room {
+            tracing::warn!(
+                target: "agent_tools::mcp",
+                server = %label,
+                "the server lists more than {MAX_LISTED_TOOLS} tools; only the first are used"
+            );
+            tools.extend(page.tools.into_iter().take(room));
+            return Ok(tools);
+        }
+        tools.extend(page.tools);
+        match page.next_cursor {
+            None => return Ok(tools),
+            Some(next) if !seen.insert(next.clone()) => {
+                tracing::warn!(
+                    target: "agent_tools::mcp",
+                    server = %label,
+                    "the server's tool listing repeats a page cursor; listing stopped there"
+                );
+                return Ok(tools);
+            }
+            Some(next) => cursor = Some(next),
+        }
+    }
+    tracing::warn!(
+        target: "agent_tools::mcp",
+        server = %label,
+        "the server's tool listing goes on past {MAX_LIST_PAGES} pages; the rest is ignored"
+    );
+    Ok(tools)
+}
+
 /// Fetches the list again each time the server announces a change, until `stop`.
 pub(super) async fn refresh_on_change(
     conn: Arc<Conn>,
@@ -120,7 +189,7 @@ pub(super) async fn refresh_on_change(
         }
         let listed = tokio::select! {
             _ = stop.cancelled() => return,
-            listed = tokio::time::timeout(Duration::from_secs(30), conn.peer.list_all_tools()) => listed,
+            listed = tokio::time::timeout(Duration::from_secs(30), list_tools_bounded(&conn.peer, &conn.label)) => listed,
         };
         match listed {
             Ok(Ok(tools)) => state.replace(&conn, &filter, tools),
@@ -175,6 +244,14 @@ impl McpTool {
             .or_else(|| remote.title.clone())
             .filter(|d| !d.trim().is_empty())
             .unwrap_or_else(|| format!("The `{}` tool of MCP server {}.", remote.name, conn.label));
+        let description = if description.len() > MAX_DESCRIPTION_BYTES {
+            format!(
+                "{} [description cut at {MAX_DESCRIPTION_BYTES} bytes]",
+                cut(&description, MAX_DESCRIPTION_BYTES)
+            )
+        } else {
+            description
+        };
         let mut parameters = (*remote.input_schema).clone();
         // Servers sometimes send `{}` for "no arguments"; the model needs an object schema.
         if !parameters.contains_key("type") {
@@ -288,7 +365,8 @@ impl Tool for McpTool {
             }
         };
         match result {
-            Ok(result) => result_to_output(&self.name, result),
+            Ok(result) => result_to_output(&self.name, result)
+                .map(|output| cap_output(output, self.conn.max_result_bytes)),
             Err(ServiceError::McpError(e)) => {
                 // -32602: invalid params; -32601: method not found.
                 let (kind, retryable) = match e.code.0 {
@@ -323,6 +401,36 @@ impl Tool for McpTool {
             ))),
         }
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A result within `max` bytes: longer ones are cut, with a note saying how much was cut
+/// (JSON that is too long becomes cut text).
+fn cap_output(output: ToolOutput, max: usize) -> ToolOutput {
+    let text = match output {
+        ToolOutput::Text(text) if text.len() > max => text,
+        ToolOutput::Json(json) => {
+            let text = json.to_string();
+            if text.len() <= max {
+                return ToolOutput::Json(json);
+            }
+            text
+        }
+        other => return other,
+    };
+    ToolOutput::Text(format!(
+        "{}\n[result cut at {max} of {} bytes]",
+        cut(&text, max),
+        text.len()
+    ))
 }
 
 #[cfg(test)]
