@@ -33,6 +33,11 @@ pub trait SearchEngine: Send + Sync {
     -> Result<Vec<SearchResult>, ToolError>;
 }
 
+/// The largest answer read from a search engine.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+/// The longest title, URL or snippet passed on, in characters.
+const MAX_FIELD_CHARS: usize = 1000;
+
 fn client() -> Result<reqwest::Client, ToolError> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -59,10 +64,20 @@ async fn get_json(request: reqwest::RequestBuilder, engine: &str) -> Result<Valu
             status.as_u16()
         )));
     }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| ToolError::failed(format!("reading the answer of {engine} failed: {e}")))?;
+    // Read within a cap: a misbehaving engine cannot make the process buffer gigabytes.
+    let mut bytes = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+        let chunk = chunk.map_err(|e| {
+            ToolError::failed(format!("reading the answer of {engine} failed: {e}"))
+        })?;
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ToolError::failed(format!(
+                "{engine} sent more than {MAX_ANSWER_BYTES} bytes; the answer was dropped"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     serde_json::from_slice(&bytes)
         .map_err(|e| ToolError::failed(format!("{engine} sent something that is not JSON: {e}")))
 }
@@ -90,7 +105,7 @@ fn plain(text: &str) -> String {
 fn field(v: &Value, key: &str) -> String {
     v.get(key)
         .and_then(Value::as_str)
-        .map(plain)
+        .map(|text| plain(text).chars().take(MAX_FIELD_CHARS).collect())
         .unwrap_or_default()
 }
 

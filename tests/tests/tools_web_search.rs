@@ -95,3 +95,33 @@ async fn empty_results_and_empty_queries_are_explained() {
     let err = search(&tool, json!({"query": "  "})).await.unwrap_err();
     assert!(err.message.contains("must not be empty"));
 }
+
+#[tokio::test]
+async fn an_oversized_answer_is_dropped_and_long_fields_are_cut() {
+    let huge = format!(
+        "{{\"results\": [{{\"title\": \"{}\"}}]}}",
+        "x".repeat(5 << 20)
+    );
+    let server =
+        FakeServer::start(move |_, _| Reply::raw(200, "application/json", huge.clone())).await;
+    let tool = WebSearch::new(Arc::new(
+        SearxNg::new(format!("http://{}", server.addr())).unwrap(),
+    ));
+    let err = search(&tool, json!({"query": "q"})).await.unwrap_err();
+    assert!(err.message.contains("more than"), "{}", err.message);
+
+    let server = FakeServer::start(|_, _| {
+        Reply::json(
+            200,
+            &json!({"results": [
+                {"title": "t".repeat(50_000), "url": "https://example.com/", "content": "c"}
+            ]}),
+        )
+    })
+    .await;
+    let tool = WebSearch::new(Arc::new(
+        SearxNg::new(format!("http://{}", server.addr())).unwrap(),
+    ));
+    let out = search(&tool, json!({"query": "q"})).await.unwrap();
+    assert_eq!(out[0]["title"].as_str().unwrap().len(), 1000);
+}
