@@ -312,21 +312,10 @@ async fn even_a_missed_option_cannot_read_or_write_outside_the_root() {
     );
 }
 
-/// A program on a PATH of the test's own that starts a process that leaves the process
-/// group with `setsid`, then waits (or not).
-fn daemonizing_program(bin: &std::path::Path, marker: &str, wait: bool) {
-    use std::os::unix::fs::PermissionsExt;
-    let script = bin.join(format!(
-        "spawn-daemon-{}",
-        if wait { "wait" } else { "exit" }
-    ));
-    let tail = if wait { "sleep 30\n" } else { "exit 0\n" };
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\nsetsid sleep {marker} < /dev/null > /dev/null 2>&1 &\n{tail}"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+/// The folder holding the test binary `detach` (it leaves its process group with `setsid`).
+fn detach_path() -> String {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_detach"));
+    format!("{}:/usr/bin:/bin", bin.parent().unwrap().display())
 }
 
 /// Whether a process whose command line holds `marker` is alive (zombies count as dead).
@@ -363,18 +352,18 @@ async fn a_command_that_outlives_its_timeout_is_killed_with_everything_it_starte
         return;
     }
     let dir = sandbox();
-    let bin = tempfile::tempdir().unwrap();
     let marker = format!("987.{}", std::process::id());
-    daemonizing_program(bin.path(), &marker, true);
-    let path = format!("{}:/usr/bin:/bin", bin.path().display());
-    let shell = Shell::new(dir.path(), ["spawn-daemon-wait"])
+    let shell = Shell::new(dir.path(), ["detach"])
         .unwrap()
-        .with_parent_env(vec![("PATH".into(), path)])
+        .with_parent_env(vec![("PATH".into(), detach_path())])
         .timeout(Duration::from_millis(500));
     let started = std::time::Instant::now();
-    let err = run(&shell, json!({"program": "spawn-daemon-wait"}))
-        .await
-        .unwrap_err();
+    let err = run(
+        &shell,
+        json!({"program": "detach", "args": ["wait", marker]}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.kind, ToolErrorKind::Timeout, "{err:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -393,16 +382,16 @@ async fn nothing_a_command_started_survives_the_call() {
         return;
     }
     let dir = sandbox();
-    let bin = tempfile::tempdir().unwrap();
     let marker = format!("986.{}", std::process::id());
-    daemonizing_program(bin.path(), &marker, false);
-    let path = format!("{}:/usr/bin:/bin", bin.path().display());
-    let shell = Shell::new(dir.path(), ["spawn-daemon-exit"])
+    let shell = Shell::new(dir.path(), ["detach"])
         .unwrap()
-        .with_parent_env(vec![("PATH".into(), path)]);
-    let out = run(&shell, json!({"program": "spawn-daemon-exit"}))
-        .await
-        .unwrap();
+        .with_parent_env(vec![("PATH".into(), detach_path())]);
+    let out = run(
+        &shell,
+        json!({"program": "detach", "args": ["exit", marker]}),
+    )
+    .await
+    .unwrap();
     assert!(out.starts_with("exit status: 0"), "{out}");
     assert!(gone(&marker).await, "a detached process outlived the call");
 }

@@ -3,17 +3,23 @@
 //! Two layers, each used when the machine offers it, and reported by [`confinement`]:
 //!
 //! - **Landlock** (Linux ≥ 5.13): the program may write only inside the root and a private
-//!   temporary folder, read only there and in the system folders programs need (`/usr`,
-//!   `/bin`, `/sbin`, `/lib*`, `/etc`), and open nothing under `/proc`, `/sys`, `/home` or
-//!   anywhere else; with Linux ≥ 6.7 it cannot open TCP connections, and with ≥ 6.12 it cannot
-//!   signal processes outside its sandbox. The rules are applied to a short-lived thread that
+//!   temporary folder, read only there, in the system folders programs need (`/usr`, `/bin`,
+//!   `/sbin`, `/lib*`) and in a few harmless files of `/etc`, and open nothing under `/proc`,
+//!   `/sys`, `/home` or anywhere else. It may run only itself, its script interpreter, the
+//!   helpers its policy names and the files of library folders (the dynamic loader,
+//!   `git-core`): never a file in the root, never another program on PATH, so a missed
+//!   option that runs a program fails. No device nodes, FIFOs or sockets can be made. With
+//!   Linux ≥ 6.7 it cannot open TCP connections, and with ≥ 6.12 it cannot signal processes
+//!   outside its sandbox. The rules are applied to a short-lived thread that
 //!   only starts the program (Landlock restricts the calling thread and what it starts), so
 //!   the agent's own process is never restricted. Even an option the argument policy missed
 //!   cannot reach outside.
 //! - **A PID namespace** (util-linux `unshare`, when the kernel and the user's rights allow
 //!   it; as root always): the program is process 1 of a namespace of its own, so when the call
 //!   ends, times out or is cancelled, the kernel ends every process it started, including
-//!   those that left its process group with `setsid`. The namespace also has no network.
+//!   those that left its process group with `setsid`. The namespace also has no network. A
+//!   user namespace is used where it can be, even for root, so root's capabilities (setting
+//!   the clock, making devices) do not reach the machine.
 //!   Without it, the process group and every live descendant are killed; a process that
 //!   detached itself and whose parent already exited is then out of reach.
 //!
@@ -76,15 +82,22 @@ const AS_ROOT: &[&str] = &["--pid", "--net", "--fork", "--kill-child"];
 fn probe() -> Confinement {
     let scratch = std::env::temp_dir();
     let (level, network) = std::thread::scope(|s| {
-        s.spawn(|| restrict(&scratch, &scratch, None))
+        s.spawn(|| restrict(&scratch, &scratch, &[]))
             .join()
             .unwrap_or((Level::None, false))
     });
-    // The namespace is probed under the same rules the programs will run under.
-    let namespace = [AS_ROOT, AS_USER].into_iter().find(|flags| {
+    let system_path = "/usr/local/bin:/usr/bin:/bin";
+    let runs: Vec<PathBuf> = ["unshare", "true"]
+        .iter()
+        .filter_map(|p| find_program(p, system_path))
+        .collect();
+    // The namespace is probed under the same rules the programs will run under. A user
+    // namespace is preferred even for root: inside it, root's capabilities do not reach the
+    // machine (no clock setting, no device nodes, no mounts).
+    let namespace = [AS_USER, AS_ROOT].into_iter().find(|flags| {
         std::thread::scope(|s| {
             s.spawn(|| {
-                let _ = restrict(&scratch, &scratch, None);
+                let _ = restrict(&scratch, &scratch, &runs);
                 std::process::Command::new("unshare")
                     .args(*flags)
                     .args(["--", "true"])
@@ -117,24 +130,52 @@ fn probe() -> Confinement {
     }
 }
 
-/// System folders programs may read and run from.
+/// System folders programs may read (not run from: see [`LIBRARY_DIRS`]).
 const SYSTEM_READ: &[&str] = &[
-    "/usr",
-    "/bin",
-    "/sbin",
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+
+/// Library folders: their files may be run, since the dynamic loader and programs' own
+/// helpers (`git-core`) live there. They are not on any PATH, and absolute paths are refused
+/// as arguments, so a model cannot name one to run.
+const LIBRARY_DIRS: &[&str] = &[
     "/lib",
     "/lib32",
     "/lib64",
     "/libx32",
-    "/etc",
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/local/lib",
+    "/usr/local/libexec",
     "/nix/store",
 ];
 
-/// Restricts the calling thread (and what it starts from now on): full access beneath
-/// `root` and `private`, read and run in the system folders and `program`, nothing else.
+/// The files of `/etc` programs commonly need; the rest of `/etc` (shadow passwords, host
+/// keys, TLS private keys, credentials of other services) is not readable.
+const ETC_FILES: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/magic",
+    "/etc/magic.mime",
+    "/etc/mime.types",
+    "/etc/locale.alias",
+    "/etc/default/locale",
+];
+
+/// Restricts the calling thread (and what it starts from now on): the root and the private
+/// folder may be read and written but nothing in them run and no device made; the system
+/// folders and a few files of `/etc` may be read; only `runs` (the program, its interpreter,
+/// its helpers) and files in the library folders may be run; nothing else may be opened.
 /// Returns the level reached and whether TCP is cut off.
 #[cfg(target_os = "linux")]
-pub(crate) fn restrict(root: &Path, private: &Path, program: Option<&Path>) -> (Level, bool) {
+pub(crate) fn restrict(root: &Path, private: &Path, runs: &[PathBuf]) -> (Level, bool) {
     use landlock::{
         ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
         RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
@@ -147,20 +188,40 @@ pub(crate) fn restrict(root: &Path, private: &Path, program: Option<&Path>) -> (
             .handle_access(AccessNet::from_all(abi))?
             .scope(Scope::from_all(abi))?
             .create()?;
-        let read = AccessFs::from_read(abi);
+        let read = AccessFs::ReadFile | AccessFs::ReadDir;
         for dir in SYSTEM_READ {
             if let Ok(fd) = PathFd::new(dir) {
                 ruleset = ruleset.add_rule(PathBeneath::new(fd, read))?;
             }
         }
-        for dir in [root, private] {
+        for dir in LIBRARY_DIRS {
             if let Ok(fd) = PathFd::new(dir) {
-                ruleset = ruleset.add_rule(PathBeneath::new(fd, AccessFs::from_all(abi)))?;
+                ruleset = ruleset.add_rule(PathBeneath::new(fd, read | AccessFs::Execute))?;
             }
         }
-        let file_read = AccessFs::ReadFile | AccessFs::Execute;
-        if let Some(fd) = program.and_then(|p| PathFd::new(p).ok()) {
-            ruleset = ruleset.add_rule(PathBeneath::new(fd, file_read))?;
+        for file in ETC_FILES {
+            if let Ok(fd) = PathFd::new(file) {
+                ruleset = ruleset.add_rule(PathBeneath::new(fd, AccessFs::ReadFile))?;
+            }
+        }
+        // Work folders: everything but running files and making device nodes, FIFOs or
+        // sockets (a model can write a script there; it can never run it).
+        let work = AccessFs::from_all(abi)
+            & !(AccessFs::Execute
+                | AccessFs::MakeChar
+                | AccessFs::MakeBlock
+                | AccessFs::MakeFifo
+                | AccessFs::MakeSock);
+        for dir in [root, private] {
+            if let Ok(fd) = PathFd::new(dir) {
+                ruleset = ruleset.add_rule(PathBeneath::new(fd, work))?;
+            }
+        }
+        for file in runs {
+            if let Ok(fd) = PathFd::new(file) {
+                ruleset = ruleset
+                    .add_rule(PathBeneath::new(fd, AccessFs::ReadFile | AccessFs::Execute))?;
+            }
         }
         for (device, access) in [
             (
@@ -189,8 +250,20 @@ pub(crate) fn restrict(root: &Path, private: &Path, program: Option<&Path>) -> (
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn restrict(_root: &Path, _private: &Path, _program: Option<&Path>) -> (Level, bool) {
+pub(crate) fn restrict(_root: &Path, _private: &Path, _runs: &[PathBuf]) -> (Level, bool) {
     (Level::None, false)
+}
+
+/// The interpreter a script names on its `#!` line, if it is a script.
+pub(crate) fn interpreter(program: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next()?;
+    let text = String::from_utf8_lossy(line);
+    let path = text.split_whitespace().next()?;
+    Some(PathBuf::from(path))
 }
 
 /// Finds a program on `path` (a PATH value), as the child would.

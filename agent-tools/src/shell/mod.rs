@@ -296,6 +296,9 @@ impl TypedTool for Shell {
             env.extend(policy::git_environment());
             program_args = policy::git_arguments(&args.args);
         }
+        if args.program == "tar" {
+            program_args = policy::tar_arguments(&args.args);
+        }
         let namespace = confine::namespace_prefix();
         let mut command = match namespace {
             Some(flags) => {
@@ -315,11 +318,23 @@ impl TypedTool for Shell {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // What may run: the program, its script interpreter, `unshare`, and the helpers the
+        // program's policy names (tar's compressors).
+        let mut runs = vec![executable.clone()];
+        runs.extend(confine::interpreter(&executable));
+        if namespace.is_some() {
+            runs.extend(confine::find_program("unshare", &path));
+        }
+        runs.extend(
+            policy::helpers(&args.program)
+                .iter()
+                .filter_map(|helper| confine::find_program(helper, &path)),
+        );
         let mut child = spawn_confined(
             command,
             self.sandbox.root().to_path_buf(),
             private.path().to_path_buf(),
-            executable,
+            runs,
         )
         .await
         .map_err(|e| ToolError::failed(format!("cannot start `{}`: {e}", args.program)))?;
@@ -384,7 +399,7 @@ async fn spawn_confined(
     mut command: tokio::process::Command,
     root: PathBuf,
     private: PathBuf,
-    executable: PathBuf,
+    runs: Vec<PathBuf>,
 ) -> std::io::Result<tokio::process::Child> {
     let runtime = tokio::runtime::Handle::current();
     let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -392,7 +407,7 @@ async fn spawn_confined(
         .name("agent-shell-spawn".into())
         .spawn(move || {
             let _entered = runtime.enter();
-            confine::restrict(&root, &private, Some(&executable));
+            confine::restrict(&root, &private, &runs);
             let _ = sender.send(command.spawn());
         })?;
     receiver

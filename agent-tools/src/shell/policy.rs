@@ -27,6 +27,9 @@ enum Val {
     Text,
     /// A number (digits, an optional sign, a unit suffix).
     Number,
+    /// An archive file: a path, never `host:path` (which tar reaches through a remote
+    /// shell).
+    Archive,
 }
 
 /// One allowed option: its spellings and what it takes.
@@ -44,6 +47,8 @@ enum Operands {
     Text,
     /// At most one path (the second operand of `uniq` is an output file).
     OnePath,
+    /// Only a `+FORMAT` (`date MMDDhhmm` would set the clock).
+    Format,
 }
 
 /// The policy of one program.
@@ -55,7 +60,7 @@ struct Policy {
     digit_options: bool,
 }
 
-use Val::{Flag, Number, Path as P, Text};
+use Val::{Archive, Flag, Number, Path as P, Text};
 
 const LS: &[Opt] = &[
     Opt(
@@ -404,7 +409,8 @@ const TAR: &[Opt] = &[
         ],
         Flag,
     ),
-    Opt(&["-f", "--file", "-C", "--directory"], P),
+    Opt(&["-f", "--file"], Archive),
+    Opt(&["-C", "--directory"], P),
     Opt(&["--exclude"], Text),
     Opt(&["--strip-components"], Number),
 ];
@@ -426,7 +432,7 @@ fn policy(program: &str) -> Option<Policy> {
         "file" => (FILE, Operands::Paths, false),
         "tree" => (TREE, Operands::Paths, false),
         "pwd" => (PWD, Operands::Text, false),
-        "date" => (DATE, Operands::Text, false),
+        "date" => (DATE, Operands::Format, false),
         "tar" => (TAR, Operands::Paths, false),
         _ => return None,
     };
@@ -615,6 +621,12 @@ fn check_unknown(program: &str, args: &[String], root: &Path) -> Result<(), Refu
                  the folder, not options like `{arg}`"
             ));
         }
+        if arg.starts_with(['@', '+', '~']) || arg.contains([':', '=']) {
+            return Err(format!(
+                "`{program}` has no argument policy, so it may only be given plain file paths; \
+                 `{arg}` could be read as an option file, a remote location or a setting"
+            ));
+        }
         check_path(arg, root)?;
         if names_git(arg) {
             return Err(format!(
@@ -657,6 +669,10 @@ fn check_value(kind: Val, option: &str, value: &str, root: &Path) -> Result<(), 
         Flag => Ok(()),
         Text => Ok(()),
         P => check_path(value, root),
+        Archive if value.contains(':') => Err(format!(
+            "`{option} {value}`: an archive name with `:` names a remote archive; use a local path"
+        )),
+        Archive => check_path(value, root),
         Number => {
             let digits = value.trim_start_matches(['+', '-']);
             let digits = digits.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -764,6 +780,14 @@ fn check_with(program: &str, policy: &Policy, args: &[String], root: &Path) -> R
     let (given, operands) = parse(program, policy.options, policy.digit_options, args, root)?;
     let paths: &[&str] = match policy.operands {
         Operands::Text => return Ok(()),
+        Operands::Format => {
+            return match operands.iter().find(|o| !o.starts_with('+')) {
+                Some(other) => Err(format!(
+                    "`{program}` takes only a `+FORMAT` operand here, not `{other}`"
+                )),
+                None => Ok(()),
+            };
+        }
         Operands::Paths => &operands,
         Operands::OnePath => {
             if operands.len() > 1 {
@@ -1058,6 +1082,31 @@ fn check_git(args: &[String], root: &Path) -> Result<(), Refusal> {
 
 fn merged(options: &[Opt]) -> Vec<Opt> {
     options.iter().chain(GIT_SHARED).copied().collect()
+}
+
+/// Programs a program may run besides itself (under Landlock nothing else can run).
+pub(crate) fn helpers(program: &str) -> &'static [&'static str] {
+    match program {
+        "tar" => &["gzip", "bzip2", "xz"],
+        _ => &[],
+    }
+}
+
+/// The arguments tar actually gets: archives are always local files (`host:path` would be
+/// reached through a remote shell), nothing is extracted into `.git` (hooks and config
+/// would run code in git), and ownership and modes come from the user, not the archive.
+pub(crate) fn tar_arguments(args: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = [
+        "--force-local",
+        "--no-same-owner",
+        "--no-same-permissions",
+        "--exclude=.git",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    out.extend(args.iter().cloned());
+    out
 }
 
 /// What git is run with besides the model's arguments: configuration that takes precedence
