@@ -41,9 +41,14 @@ fn sandbox() -> Sandbox {
 }
 
 async fn call(s: &Sandbox, tool: &str, args: Value) -> Result<String, ToolError> {
+    call_in(&s.tools, tool, args).await
+}
+
+/// Checks and runs one call in a tool set, as the loop would.
+async fn call_in(tools: &ToolSet, tool: &str, args: Value) -> Result<String, ToolError> {
     let call = agent_core::ToolCall::new("c", tool, &args);
-    let args = s.tools.check_call(&call)?;
-    s.tools
+    let args = tools.check_call(&call)?;
+    tools
         .invoke(
             tool,
             args,
@@ -261,21 +266,13 @@ async fn writes_into_git_folders_are_refused_by_default() {
             .all_tools(),
     )
     .unwrap();
-    let call_ = agent_core::ToolCall::new(
-        "c",
+    call_in(
+        &allowed,
         "write_file",
-        &json!({"path": ".git/description", "content": "x"}),
-    );
-    let args = allowed.check_call(&call_).unwrap();
-    allowed
-        .invoke(
-            "write_file",
-            args,
-            ToolContext::detached(),
-            std::time::Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        json!({"path": ".git/description", "content": "x"}),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -377,18 +374,9 @@ async fn search_bounds_its_output_and_cuts_long_lines() {
         "needle line\n".repeat(10_000),
     )
     .unwrap();
-    let call_ = agent_core::ToolCall::new("c", "search_files", &json!({"text": "needle"}));
-    let args = tools.check_call(&call_).unwrap();
-    let out = tools
-        .invoke(
-            "search_files",
-            args,
-            ToolContext::detached(),
-            std::time::Duration::from_secs(10),
-        )
+    let out = call_in(&tools, "search_files", json!({"text": "needle"}))
         .await
-        .unwrap()
-        .into_content();
+        .unwrap();
     assert!(out.len() <= 2_100, "{} bytes", out.len());
     assert!(
         out.contains("[search stopped early: the results reached 2000 bytes]"),
@@ -430,17 +418,9 @@ async fn a_cancelled_search_stops_walking() {
             .read_only_tools(),
     )
     .unwrap();
-    let args = tools.check_call(&call_).unwrap();
-    let out = tools
-        .invoke(
-            "search_files",
-            args,
-            ToolContext::detached(),
-            std::time::Duration::from_secs(10),
-        )
+    let out = call_in(&tools, "search_files", json!({"text": "needle"}))
         .await
-        .unwrap()
-        .into_content();
+        .unwrap();
     assert!(out.contains("search time"), "{out}");
 }
 
