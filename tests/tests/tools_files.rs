@@ -550,3 +550,42 @@ async fn read_only_mode_has_no_writing_tools_and_reads_are_marked_read_only() {
         agent_core::SideEffect::SideEffecting
     );
 }
+
+#[tokio::test]
+async fn a_file_swapped_for_a_fifo_never_hangs_a_call() {
+    // A racing thread replaces `swap.txt` by a FIFO (no writer: opening it for reading would
+    // block forever) and back; every read and write must still answer.
+    let s = sandbox();
+    let file = s.root.path().join("swap.txt");
+    let fifo = s.root.path().join("swap.fifo");
+    let regular = s.root.path().join("swap.regular");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, file, fifo, regular) =
+            (stop.clone(), file.clone(), fifo.clone(), regular.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::write(&regular, "plain text");
+                let _ = std::fs::rename(&regular, &file);
+                let _ = nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU);
+                let _ = std::fs::rename(&fifo, &file);
+            }
+        })
+    };
+    for i in 0..200 {
+        for (tool, args) in [
+            ("read_file", json!({"path": "swap.txt"})),
+            ("write_file", json!({"path": "swap.txt", "content": "x"})),
+            (
+                "edit_file",
+                json!({"path": "swap.txt", "old_text": "plain", "new_text": "p"}),
+            ),
+        ] {
+            let answered =
+                tokio::time::timeout(std::time::Duration::from_secs(5), call(&s, tool, args)).await;
+            assert!(answered.is_ok(), "{tool} hung on try {i}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+}
