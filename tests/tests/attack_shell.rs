@@ -425,3 +425,67 @@ async fn attack_option_parsing_quirks_are_refused() {
         );
     }
 }
+
+// BREAKS: once any code runs in the sandbox (here through `setarch`, see above; `tar` + `git`
+// or `cc` do as well), Landlock does not govern connecting to a Unix socket by path: a socket
+// outside the root (the Docker or containerd socket, an ssh-agent, D-Bus) is reachable.
+// What the confinement does stop is checked alongside: /proc of the agent, writes outside,
+// TCP to this machine.
+#[tokio::test]
+async fn attack_code_in_the_sandbox_reaches_no_socket_outside() {
+    if !confined() {
+        return;
+    }
+    use std::io::Read;
+    let outside = tempfile::tempdir().unwrap();
+    let socket = outside.path().join("agent.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    unix.set_nonblocking(true).unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let root = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let script = format!(
+        "curl -s -m 3 --unix-socket {sock} http://x/ -d unix-socket-reached\n\
+         curl -s -m 3 http://127.0.0.1:{port}/ -d tcp-reached\n\
+         cat /proc/{pid}/environ > environ.txt\n\
+         echo x > {out}/written\n",
+        sock = socket.display(),
+        out = outside.path().display(),
+    );
+    std::fs::write(root.path().join("probe.sh"), script).unwrap();
+    let Ok(shell) = Shell::new(root.path(), ["setarch"]) else {
+        return;
+    };
+    let shell = shell.timeout(std::time::Duration::from_secs(15));
+    let _ = run(
+        &shell,
+        json!({"program": "setarch", "args": ["x86_64", "sh", "probe.sh"]}),
+    )
+    .await;
+    let mut reached = Vec::new();
+    if let Ok((mut stream, _)) = unix.accept() {
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        reached.push(format!(
+            "unix socket: {}",
+            String::from_utf8_lossy(&buf[..n])
+        ));
+    }
+    if tcp.accept().is_ok() {
+        reached.push("tcp 127.0.0.1".to_owned());
+    }
+    let environ = std::fs::read(root.path().join("environ.txt")).unwrap_or_default();
+    if !environ.is_empty() {
+        reached.push("the agent's /proc environ".to_owned());
+    }
+    if outside.path().join("written").exists() {
+        reached.push("a write outside".to_owned());
+    }
+    assert!(reached.is_empty(), "sandboxed code reached: {reached:?}");
+}
