@@ -205,16 +205,28 @@ async fn attack_symlink_from_archive_cannot_leave_the_root_elsewhere() {
         &["--format=gnu", "-cf", out2.to_str().unwrap(), "out/pwned"],
     );
     write_archive(root.path(), "b.tar", &out2).await;
+    // A third: only a hard-link member whose target goes through the link.
+    let staging3 = staging_parent.path().join("u");
+    std::fs::create_dir_all(staging3.join("out")).unwrap();
+    std::fs::write(staging3.join("out/secret.txt"), "decoy").unwrap();
+    std::fs::hard_link(staging3.join("out/secret.txt"), staging3.join("h")).unwrap();
+    let out3 = staging_parent.path().join("c.tar");
+    let out3_s = out3.to_str().unwrap();
+    sh(&staging3, "tar", &["--format=gnu", "-cf", out3_s, "out/secret.txt", "h"]);
+    sh(&staging3, "tar", &["--delete", "-f", out3_s, "out/secret.txt"]);
+    write_archive(root.path(), "c.tar", &out3).await;
     let shell = Shell::new(root.path(), ["tar", "cat", "grep"]).unwrap();
     for args in [
         vec!["-x", "-f", "a.tar"],
         vec!["-x", "-f", "b.tar"],
         vec!["-x", "-f", "b.tar", "-C", "out"],
+        vec!["-x", "-f", "c.tar"],
     ] {
         let _ = run(&shell, json!({"program": "tar", "args": args})).await;
     }
     for (program, args) in [
         ("cat", vec!["out/secret.txt"]),
+        ("cat", vec!["h"]),
         ("grep", vec!["-r", "SECRET", "out/"]),
         ("grep", vec!["-f", "out/secret.txt", "a.tar"]),
     ] {
