@@ -52,3 +52,33 @@ async fn attack_server_tool_named_like_a_local_tool_does_not_stop_the_agent() {
     assert_eq!(read.description(), files.all_tools()[0].description());
     client.shutdown().await.unwrap();
 }
+
+// BREAKS: the inlining budget is per schema (20,000 values) and the listing cap is 1,024
+// tools, but nothing bounds their product: ~1 KB of doubling `$ref`s per tool stays under the
+// budget and inlines to ~10,000 values, so a 70 KB listing becomes ~8 MB of tool
+// definitions held in memory and sent with every model request (a full 1,024-tool listing of
+// ~1 MB: hundreds of MB per request, GBs of memory).
+#[tokio::test]
+async fn attack_many_schemas_under_the_budget_stay_bounded_together() {
+    let client = McpClient::stdio(server(), ["amplify"])
+        .connect()
+        .await
+        .unwrap();
+    let listed: usize = client
+        .tools()
+        .iter()
+        .map(|t| t.parameters().to_string().len())
+        .sum();
+    let tools = agent_core::ToolSet::new(client.tools()).unwrap();
+    let sent: usize = tools
+        .specs()
+        .iter()
+        .map(|s| serde_json::to_string(s).map(|j| j.len()).unwrap_or(0))
+        .sum();
+    assert!(
+        sent < 4 << 20,
+        "a {listed}-byte listing became {sent} bytes of tool definitions ({} tools)",
+        tools.len()
+    );
+    client.shutdown().await.unwrap();
+}

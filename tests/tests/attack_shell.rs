@@ -212,8 +212,16 @@ async fn attack_symlink_from_archive_cannot_leave_the_root_elsewhere() {
     std::fs::hard_link(staging3.join("out/secret.txt"), staging3.join("h")).unwrap();
     let out3 = staging_parent.path().join("c.tar");
     let out3_s = out3.to_str().unwrap();
-    sh(&staging3, "tar", &["--format=gnu", "-cf", out3_s, "out/secret.txt", "h"]);
-    sh(&staging3, "tar", &["--delete", "-f", out3_s, "out/secret.txt"]);
+    sh(
+        &staging3,
+        "tar",
+        &["--format=gnu", "-cf", out3_s, "out/secret.txt", "h"],
+    );
+    sh(
+        &staging3,
+        "tar",
+        &["--delete", "-f", out3_s, "out/secret.txt"],
+    );
     write_archive(root.path(), "c.tar", &out3).await;
     let shell = Shell::new(root.path(), ["tar", "cat", "grep"]).unwrap();
     for args in [
