@@ -463,12 +463,20 @@ async fn attack_code_in_the_sandbox_reaches_no_socket_outside() {
     unix.set_nonblocking(true).unwrap();
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     tcp.set_nonblocking(true).unwrap();
+    let abstract_name = format!("attack-{}", std::process::id());
+    let abstract_addr = {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap()
+    };
+    let abstract_listener = std::os::unix::net::UnixListener::bind_addr(&abstract_addr).unwrap();
+    abstract_listener.set_nonblocking(true).unwrap();
     let port = tcp.local_addr().unwrap().port();
     let root = tempfile::tempdir().unwrap();
     let pid = std::process::id();
     let script = format!(
         "curl -s -m 3 --unix-socket {sock} http://x/ -d unix-socket-reached\n\
          curl -s -m 3 http://127.0.0.1:{port}/ -d tcp-reached\n\
+         /usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect(b'\\\\0{abstract_name}')\"\n\
          cat /proc/{pid}/environ > environ.txt\n\
          echo x > {out}/written\n",
         sock = socket.display(),
@@ -496,6 +504,9 @@ async fn attack_code_in_the_sandbox_reaches_no_socket_outside() {
             "unix socket: {}",
             String::from_utf8_lossy(&buf[..n])
         ));
+    }
+    if abstract_listener.accept().is_ok() {
+        reached.push("an abstract unix socket".to_owned());
     }
     if tcp.accept().is_ok() {
         reached.push("tcp 127.0.0.1".to_owned());
