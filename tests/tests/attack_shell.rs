@@ -520,3 +520,68 @@ async fn attack_code_in_the_sandbox_reaches_no_socket_outside() {
     }
     assert!(reached.is_empty(), "sandboxed code reached: {reached:?}");
 }
+
+// BREAKS: `cwd` may be `.git` (the working folder goes through the file tools' resolver, which
+// refuses links but not `.git`), and the `.git` check on operands looks at the names given,
+// not where they land: `cp <root>/evil.txt config` run in `.git` replaces the repository's
+// config with one that sets `core.fsmonitor` (code at the user's next `git status`, outside
+// any sandbox) and a filter that the agent's own `git status` runs.
+#[tokio::test]
+async fn attack_cwd_in_git_lets_cp_rewrite_the_config() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::write(r.join("a.txt"), "hello\n").unwrap();
+    sh(r, "git", &["init", "-q"]);
+    sh(r, "git", &["add", "a.txt"]);
+    sh(
+        r,
+        "git",
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@e",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
+    let mut config = std::fs::read_to_string(r.join(".git/config")).unwrap();
+    config.push_str(
+        "\tfsmonitor = touch USER-PWNED\n[filter \"x\"]\n\tclean = \"touch PWNED; cat\"\n",
+    );
+    // Both written by the model with write_file, outside `.git`.
+    let files = FileTools::new(r).unwrap();
+    let write = files
+        .all_tools()
+        .into_iter()
+        .find(|t| t.name() == "write_file")
+        .unwrap();
+    for (path, content) in [
+        ("notes.txt", config.as_str()),
+        (".gitattributes", "* filter=x\n"),
+        ("a.txt", "changed\n"),
+    ] {
+        write
+            .call(
+                json!({"path": path, "content": content}),
+                &ToolContext::detached(),
+            )
+            .await
+            .unwrap();
+    }
+    let source = files.root().join("notes.txt");
+    let shell = Shell::new(r, ["cp", "git"]).unwrap();
+    let copied = run(
+        &shell,
+        json!({"program": "cp", "args": [source.to_str().unwrap(), "config"], "cwd": ".git"}),
+    )
+    .await;
+    let _ = run(&shell, json!({"program": "git", "args": ["status"]})).await;
+    let config = std::fs::read_to_string(r.join(".git/config")).unwrap();
+    assert!(
+        !config.contains("fsmonitor"),
+        "cp rewrote .git/config ({copied:?}): {config}"
+    );
+    assert!(!r.join("PWNED").exists(), "git status ran the filter");
+}
