@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use agent_core::{Tool, ToolContext, ToolError};
+use agent_core::{ToolContext, ToolError};
 use agent_tools::FileTools;
 use serde_json::{Value, json};
 
@@ -69,7 +69,7 @@ async fn attack_folder_link_swap_race_stays_inside() {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = std::fs::remove_file(&d);
-                let target = if i % 2 == 0 { &out } else { &real };
+                let target = if i.is_multiple_of(2) { &out } else { &real };
                 let _ = std::os::unix::fs::symlink(target, &d);
                 let _ = std::fs::remove_file(&d);
                 let _ = std::fs::create_dir(&d);
