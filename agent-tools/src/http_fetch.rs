@@ -172,7 +172,16 @@ impl HttpFetch {
 /// A host name as compared with the lists: lower case, without IPv6 brackets and without
 /// the trailing dots that make a name fully qualified (`example.com.` is `example.com`).
 fn normal_host(host: &str) -> String {
-    host.trim_matches(['[', ']'])
+    let host = host.trim_matches(['[', ']']).trim_end_matches('.');
+    // The URL parser turns an international name into its ASCII (punycode) form, as it does
+    // for the URL being fetched, so `bücher.example` on a list matches `xn--bcher-kva.example`.
+    let ascii = Url::parse(&format!("http://{host}/"))
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .filter(|h| !h.starts_with('['));
+    ascii
+        .as_deref()
+        .unwrap_or(host)
         .trim_end_matches('.')
         .to_ascii_lowercase()
 }
@@ -433,7 +442,7 @@ async fn render_within(
 
 fn render(content_type: &str, body: &[u8]) -> String {
     if content_type.contains("html") {
-        if html_depth(body) > MAX_HTML_DEPTH {
+        if html_depth(body, MAX_HTML_DEPTH) > MAX_HTML_DEPTH {
             return format!(
                 "[the page nests more than {MAX_HTML_DEPTH} elements deep; its text follows]\n{}",
                 strip_tags(body)
@@ -455,9 +464,12 @@ fn render(content_type: &str, body: &[u8]) -> String {
     )
 }
 
-/// The deepest element nesting in an HTML document, estimated in one pass: an opening tag
-/// goes one level down, a closing tag one up, void and self-closed elements stay level.
-fn html_depth(body: &[u8]) -> usize {
+/// The deepest element nesting in an HTML document, estimated in one pass the way a parser
+/// nests: an opening tag goes one level down; a closing tag closes the nearest open element
+/// of that name (and those inside it), and is ignored when none is open, as a parser ignores
+/// it (so `<div></x>` repeated cannot hide its depth). Void and self-closed elements stay
+/// level. Stops counting past `limit`, so the work stays linear.
+fn html_depth(body: &[u8], limit: usize) -> usize {
     const VOID: &[&[u8]] = &[
         b"area",
         b"base",
@@ -474,7 +486,8 @@ fn html_depth(body: &[u8]) -> usize {
         b"wbr",
         b"!doctype",
     ];
-    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut open: Vec<Vec<u8>> = Vec::new();
+    let mut deepest = 0usize;
     let mut i = 0;
     while let Some(offset) = body[i..].iter().position(|&b| b == b'<') {
         let start = i + offset + 1;
@@ -484,23 +497,28 @@ fn html_depth(body: &[u8]) -> usize {
             .map_or(body.len(), |e| start + e);
         let tag = &body[start..end];
         i = (end + 1).min(body.len());
-        if let Some(name) = tag.strip_prefix(b"/") {
-            if !name.is_empty() {
-                depth = depth.saturating_sub(1);
-            }
-            continue;
-        }
-        let name: Vec<u8> = tag
+        let (closing, rest) = match tag.strip_prefix(b"/") {
+            Some(rest) => (true, rest),
+            None => (false, tag),
+        };
+        let name: Vec<u8> = rest
             .iter()
             .take_while(|b| !b.is_ascii_whitespace() && **b != b'/')
             .map(u8::to_ascii_lowercase)
             .collect();
-        let opens = name.first().is_some_and(u8::is_ascii_alphabetic)
+        if closing {
+            if let Some(at) = open.iter().rposition(|n| *n == name) {
+                open.truncate(at);
+            }
+        } else if name.first().is_some_and(u8::is_ascii_alphabetic)
             && !tag.ends_with(b"/")
-            && !VOID.contains(&name.as_slice());
-        if opens {
-            depth += 1;
-            deepest = deepest.max(depth);
+            && !VOID.contains(&name.as_slice())
+        {
+            open.push(name);
+            deepest = deepest.max(open.len());
+            if deepest > limit {
+                return deepest;
+            }
         }
         if i >= body.len() {
             break;
@@ -543,13 +561,20 @@ mod tests {
 
     #[test]
     fn nesting_depth_is_measured_in_one_pass() {
+        let depth = |html: &[u8]| html_depth(html, 10_000);
         assert_eq!(
-            html_depth(b"<html><body><p>a<br>b<img src=x/></p></body></html>"),
+            depth(b"<html><body><p>a<br>b<img src=x/></p></body></html>"),
             3
         );
-        assert_eq!(html_depth(&b"<div>".repeat(5000)), 5000);
-        assert_eq!(html_depth(b"<!doctype html><p>x</p>"), 1);
-        assert_eq!(html_depth(b"a < b and c<"), 0);
+        assert_eq!(depth(&b"<div>".repeat(5000)), 5000);
+        assert_eq!(depth(b"<!doctype html><p>x</p>"), 1);
+        assert_eq!(depth(b"a < b and c<"), 0);
+        // An end tag with no open element of its name closes nothing.
+        assert_eq!(depth(&b"<div></x>".repeat(300)), 300);
+        // One that closes an outer element closes what is inside it too.
+        assert_eq!(depth(b"<div><span><b>x</div><p>y</p>"), 3);
+        // Counting stops past the limit.
+        assert_eq!(html_depth(&b"<div>".repeat(5000), 200), 201);
     }
 
     #[test]

@@ -477,3 +477,60 @@ async fn output_is_capped() {
     assert!(out.contains("[stdout cut at 100 bytes]"), "{out}");
     assert!(out.len() < 300, "{}", out.len());
 }
+
+#[tokio::test]
+async fn a_repository_config_changed_through_a_link_is_put_back() {
+    // Argument checks see only names: an archive can carry a link to `.git`, and a second
+    // archive extracted through it lands in `.git/config`. The shell puts it back.
+    let dir = sandbox();
+    let tar = |args: &[&str], cwd: &std::path::Path| {
+        std::process::Command::new("tar")
+            .args(args)
+            .current_dir(cwd)
+            .status()
+            .map(|s| s.success())
+    };
+    let staging = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(".git", staging.path().join("g")).unwrap();
+    std::fs::write(
+        staging.path().join("config"),
+        "[core]\n\tfsmonitor = evil\n",
+    )
+    .unwrap();
+    std::fs::create_dir(staging.path().join("hooks")).unwrap();
+    std::fs::write(staging.path().join("hooks/pre-commit"), "#!/bin/sh\nevil\n").unwrap();
+    let made = tar(&["-cf", "link.tar", "g"], staging.path())
+        .and_then(|_| tar(&["-cf", "config.tar", "config", "hooks"], staging.path()));
+    if !made.unwrap_or(false) {
+        assert!(
+            std::env::var("AGENT_SANDBOX_REQUIRED").is_err(),
+            "tar is required"
+        );
+        println!("skipped: tar is not installed");
+        return;
+    }
+    for archive in ["link.tar", "config.tar"] {
+        std::fs::copy(staging.path().join(archive), dir.path().join(archive)).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join(".git/hooks")).unwrap();
+    std::fs::write(dir.path().join(".git/config"), "[core]\n\tbare = false\n").unwrap();
+    let shell = Shell::new(dir.path(), ["tar"]).unwrap();
+    run(
+        &shell,
+        json!({"program": "tar", "args": ["-xf", "link.tar"]}),
+    )
+    .await
+    .unwrap();
+    let out = run(
+        &shell,
+        json!({"program": "tar", "args": ["-xf", "config.tar", "-C", "g"]}),
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("the change was undone"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".git/config")).unwrap(),
+        "[core]\n\tbare = false\n"
+    );
+    assert!(!dir.path().join(".git/hooks/pre-commit").exists());
+}

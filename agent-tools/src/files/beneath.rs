@@ -70,14 +70,59 @@ pub(crate) fn open_folder(
     parts: &[OsString],
     shown: &str,
 ) -> Result<OwnedFd, ToolError> {
+    walk(root, parts, shown, false)
+}
+
+/// [`open_folder`], refusing to pass through a git folder (one that holds `HEAD`, `objects`
+/// and `refs`, whatever its name: a bare repository, a submodule's or worktree's git folder):
+/// its config and hooks run code at a person's next git command.
+pub(crate) fn open_folder_for_writing(
+    root: &OwnedFd,
+    parts: &[OsString],
+    shown: &str,
+) -> Result<OwnedFd, ToolError> {
+    walk(root, parts, shown, true)
+}
+
+fn walk(
+    root: &OwnedFd,
+    parts: &[OsString],
+    shown: &str,
+    refuse_git: bool,
+) -> Result<OwnedFd, ToolError> {
     let mut current = reopen(root)?;
     for part in parts {
+        if refuse_git && is_git_folder(&current) {
+            return Err(ToolError::permission_denied(format!(
+                "`{shown}` is inside a git folder; writing there could make git run code, so \
+                 it is refused"
+            )));
+        }
         current = match openat(&current, part.as_os_str(), DIR_FLAGS, Mode::empty()) {
             Ok(next) => next,
             Err(errno) => return Err(explain(&current, part, errno, shown)),
         };
     }
+    if refuse_git && is_git_folder(&current) {
+        return Err(ToolError::permission_denied(format!(
+            "`{shown}` is inside a git folder; writing there could make git run code, so it \
+             is refused"
+        )));
+    }
     Ok(current)
+}
+
+/// Whether a folder is a git folder: `HEAD` beside `objects/` and `refs/`.
+fn is_git_folder(folder: &OwnedFd) -> bool {
+    let kind = |name: &str| {
+        stat_at(folder, OsStr::new(name))
+            .ok()
+            .flatten()
+            .map(|s| kind_of(&s))
+    };
+    kind("HEAD") == Some(Kind::File)
+        && kind("objects") == Some(Kind::Folder)
+        && kind("refs") == Some(Kind::Folder)
 }
 
 /// Why opening `name` in `dir` failed, in words for the model.

@@ -245,7 +245,11 @@ impl FileTools {
                 parsed.shown
             )));
         }
-        let folder = open_folder(&self.handle, &parsed.folders, &parsed.shown)?;
+        let folder = if access == Access::Read || self.git_writes {
+            open_folder(&self.handle, &parsed.folders, &parsed.shown)?
+        } else {
+            beneath::open_folder_for_writing(&self.handle, &parsed.folders, &parsed.shown)?
+        };
         let (file, stat) = open_file(&folder, name, access, &parsed.shown)?;
         Ok((file, stat, parsed.shown))
     }
@@ -495,6 +499,7 @@ impl TypedTool for SearchFiles {
             } else {
                 format!("{shown}/")
             };
+            let deadline = Instant::now() + files.search_time;
             let mut search = Search {
                 files: &files,
                 text: &args.text,
@@ -502,19 +507,12 @@ impl TypedTool for SearchFiles {
                 bytes: 0,
                 visited: 0,
                 stopped: None,
+                deadline,
+                cancel: &cancel,
             };
-            let deadline = Instant::now() + files.search_time;
             let mut stack = vec![(start, prefix, 0usize)];
             while let Some((folder, prefix, depth)) = stack.pop() {
-                if cancel.is_cancelled() {
-                    search.stopped = Some("the call was cancelled or timed out".into());
-                } else if Instant::now() > deadline {
-                    search.stopped = Some(format!(
-                        "the search time of {} s ran out",
-                        files.search_time.as_secs_f64()
-                    ));
-                }
-                if search.stopped.is_some() {
+                if search.out_of_time() {
                     break;
                 }
                 let Ok((mut names, _)) = read_names(&folder, MAX_VISITED) else {
@@ -570,10 +568,29 @@ struct Search<'a> {
     bytes: usize,
     visited: usize,
     stopped: Option<String>,
+    deadline: Instant,
+    cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 impl Search<'_> {
+    /// Whether the call was cancelled or the search time ran out (noted in `stopped`).
+    fn out_of_time(&mut self) -> bool {
+        if self.cancel.is_cancelled() {
+            self.stopped = Some("the call was cancelled or timed out".into());
+        } else if Instant::now() > self.deadline {
+            self.stopped = Some(format!(
+                "the search time of {} s ran out",
+                self.files.search_time.as_secs_f64()
+            ));
+        }
+        self.stopped.is_some()
+    }
+
     fn file(&mut self, folder: &OwnedFd, name: &std::ffi::OsStr, path: &str) {
+        // Checked before every file: one wide folder can hold thousands.
+        if self.out_of_time() {
+            return;
+        }
         // Opened like every other read: no link, no FIFO, one hard link; a file swapped for
         // something else after the listing is refused, not followed.
         let Ok((file, stat)) = open_file(folder, name, Access::Read, path) else {

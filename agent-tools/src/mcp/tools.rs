@@ -73,6 +73,7 @@ impl ToolsState {
         let mut seen = HashSet::new();
         let mut tools = Vec::new();
         let mut offered = HashSet::new();
+        let mut schema_bytes = 0usize;
         for remote in listed {
             offered.insert(remote.name.to_string());
             if !filter.admits(&remote.name) {
@@ -90,6 +91,29 @@ impl ToolsState {
             }
             let remote_name = remote.name.to_string();
             let tool = Arc::new(McpTool::new(name, remote, conn.clone()));
+            // What the model would be sent with every request, after `$ref`s are inlined:
+            // bounded per tool and for the whole server.
+            let size = agent_core::schema::try_normalize(tool.parameters())
+                .map(|schema| schema.to_string().len())
+                .unwrap_or(0);
+            if size > MAX_SCHEMA_BYTES {
+                tracing::warn!(
+                    target: "agent_tools::mcp",
+                    server = %conn.label,
+                    "skipping tool `{remote_name}`: its schema is {size} bytes, more than \
+                     {MAX_SCHEMA_BYTES}"
+                );
+                continue;
+            }
+            if schema_bytes + size > MAX_TOTAL_SCHEMA_BYTES {
+                tracing::warn!(
+                    target: "agent_tools::mcp",
+                    server = %conn.label,
+                    "skipping tool `{remote_name}`: the server's schemas already hold \
+                     {schema_bytes} bytes, and at most {MAX_TOTAL_SCHEMA_BYTES} are taken"
+                );
+                continue;
+            }
             // The same checks an agent's tool set makes (a valid object schema that compiles
             // within the inlining budget, a valid name): a server's bad tool is skipped, by
             // name, instead of making every agent that uses this client fail to build.
@@ -101,6 +125,7 @@ impl ToolsState {
                 );
                 continue;
             }
+            schema_bytes += size;
             tools.push(tool);
         }
         if let Ok(mut o) = conn.offered.write() {
@@ -124,6 +149,11 @@ impl ToolsState {
 pub(super) const MAX_LIST_PAGES: usize = 64;
 /// The most tools taken from one server's listing.
 pub(super) const MAX_LISTED_TOOLS: usize = 1024;
+/// The largest schema of one tool, in bytes once its `$ref`s are inlined: it goes to the
+/// model with every request.
+const MAX_SCHEMA_BYTES: usize = 32 << 10;
+/// The most schema bytes taken from one server, all tools together.
+const MAX_TOTAL_SCHEMA_BYTES: usize = 512 << 10;
 /// The longest tool description passed on to the model, in bytes.
 const MAX_DESCRIPTION_BYTES: usize = 4096;
 

@@ -26,6 +26,7 @@
 //! everything it started. Side-effecting.
 
 mod confine;
+mod git_guard;
 mod policy;
 
 use std::path::PathBuf;
@@ -268,6 +269,13 @@ impl TypedTool for Shell {
                 confined.filesystem, confined.process_tree
             )));
         }
+        if let Some(cwd) = &args.cwd
+            && policy::names_git(cwd)
+        {
+            return Err(ToolError::permission_denied(format!(
+                "`{cwd}` is inside a `.git` folder; programs may not run there"
+            )));
+        }
         let cwd: PathBuf = self
             .sandbox
             .resolve(args.cwd.as_deref().unwrap_or("."), true)?;
@@ -330,6 +338,9 @@ impl TypedTool for Shell {
                 .iter()
                 .filter_map(|helper| confine::find_program(helper, &path)),
         );
+        // Whatever the program does, the repository's config and hooks (which would run code
+        // at a person's next `git` command, outside any sandbox) are put back as they were.
+        let git_guard = git_guard::Snapshot::take(self.sandbox.root());
         let mut child = spawn_confined(
             command,
             self.sandbox.root().to_path_buf(),
@@ -370,6 +381,7 @@ impl TypedTool for Shell {
         // Reaped: children it left behind still share the group; end them too.
         guard.kill();
         drop(private);
+        let undone = git_guard.and_then(|g| g.restore());
         let status = status.map_err(|e| {
             ToolError::failed(format!("waiting for `{}` failed: {e}", args.program))
         })?;
@@ -388,6 +400,10 @@ impl TypedTool for Shell {
             if cut {
                 text.push_str(&format!("[{name} cut at {} bytes]\n", self.max_output));
             }
+        }
+        if let Some(undone) = undone {
+            text.push_str(&undone);
+            text.push('\n');
         }
         Ok(ToolOutput::Text(text))
     }

@@ -628,16 +628,12 @@ fn check_unknown(program: &str, args: &[String], root: &Path) -> Result<(), Refu
             ));
         }
         check_path(arg, root)?;
-        if names_git(arg) {
-            return Err(format!(
-                "`{arg}`: `{program}` may not be pointed at a `.git` folder"
-            ));
-        }
     }
     Ok(())
 }
 
-fn names_git(arg: &str) -> bool {
+/// Whether a path names a `.git` folder (any case) or something in it.
+pub(crate) fn names_git(arg: &str) -> bool {
     Path::new(arg)
         .components()
         .any(|c| c.as_os_str().to_string_lossy().eq_ignore_ascii_case(".git"))
@@ -659,6 +655,12 @@ pub(crate) fn check_path(arg: &str, root: &Path) -> Result<(), Refusal> {
     if path.components().any(|c| c == Component::ParentDir) {
         return Err(format!(
             "`{arg}` contains `..`; paths may not leave the allowed folder"
+        ));
+    }
+    if names_git(arg) {
+        return Err(format!(
+            "`{arg}` names a `.git` folder; programs may not be pointed into one (its config \
+             and hooks run code)"
         ));
     }
     Ok(())
@@ -1126,6 +1128,9 @@ pub(crate) fn git_environment() -> Vec<(String, String)> {
         ("credential.helper", ""),
         ("uploadpack.packObjectsHook", ""),
         ("safe.bareRepository", "explicit"),
+        ("log.showSignature", "false"),
+        ("gpg.program", "false"),
+        ("core.gitProxy", "false"),
     ];
     let mut env = vec![
         ("GIT_CONFIG_NOSYSTEM".to_owned(), "1".to_owned()),
