@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use super::RunResult;
 use super::approval::PendingApproval;
+use super::outcome::AgentError;
 use super::state::ToolInvocation;
-use crate::error::{AgentError, ToolError};
+use crate::error::ToolError;
 use crate::message::Usage;
 use crate::model::{ChatRequest, ChatResponse};
 use crate::tool::ToolOutput;
