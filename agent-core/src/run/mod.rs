@@ -43,7 +43,7 @@ pub enum OnMaxTurns {
     /// One last model call with tools disabled asks for the best answer so far.
     #[default]
     WrapUp,
-    /// End with [`AgentError::MaxTurns`](crate::AgentError::MaxTurns), carrying the history.
+    /// End with [`AgentError::MaxTurns`], carrying the history.
     Fail,
 }
 
@@ -77,7 +77,7 @@ pub struct RunLimits {
     pub max_parallel_tools: usize,
     /// The same tool, with the same arguments, giving the same result this many times in a
     /// row: the model is told; once more and the run stops with
-    /// [`AgentError::StuckLoop`](crate::AgentError::StuckLoop) (default 3; 0 turns it off).
+    /// [`AgentError::StuckLoop`] (default 3; 0 turns it off).
     #[serde(default = "default_identical_calls")]
     pub max_identical_calls: u32,
     /// The most bytes of one tool result the model reads (default 256 KiB). A longer result
@@ -87,7 +87,7 @@ pub struct RunLimits {
     pub max_tool_result_bytes: usize,
     /// The most tool calls one model turn may make (default 128). A turn asking for more is
     /// refused before anything runs, with
-    /// [`AgentError::TooManyToolCalls`](crate::AgentError::TooManyToolCalls).
+    /// [`AgentError::TooManyToolCalls`].
     #[serde(default = "default_calls_per_turn")]
     pub max_tool_calls_per_turn: u32,
 }
