@@ -172,9 +172,13 @@ struct Slots {
 
 #[derive(Clone, Debug, Default)]
 struct SlotIndex {
-    by_id: HashMap<String, usize>,
+    /// Only for turns with more calls than a scan is worth.
+    by_id: Option<HashMap<String, usize>>,
     open: usize,
 }
+
+/// Up to this many calls, finding one by scanning is cheaper than hashing.
+const SCAN_LIMIT: usize = 8;
 
 // The index is derived: equality and `Debug` look at the slots alone, so a restored state
 // equals (and prints as) the one it was saved from.
@@ -198,17 +202,21 @@ impl Slots {
     fn index(&mut self) -> &mut SlotIndex {
         let list = &self.list;
         self.index.get_or_insert_with(|| SlotIndex {
-            by_id: list
-                .iter()
-                .enumerate()
-                .map(|(i, slot)| (slot.call_id().to_owned(), i))
-                .collect(),
+            by_id: (list.len() > SCAN_LIMIT).then(|| {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, slot)| (slot.call_id().to_owned(), i))
+                    .collect()
+            }),
             open: list.iter().filter(|s| s.is_open()).count(),
         })
     }
 
     fn find(&mut self, call_id: &str) -> Option<usize> {
-        self.index().by_id.get(call_id).copied()
+        match &self.index().by_id {
+            Some(by_id) => by_id.get(call_id).copied(),
+            None => self.list.iter().position(|s| s.call_id() == call_id),
+        }
     }
 
     /// How many calls are not answered yet.
@@ -978,7 +986,11 @@ pub(crate) fn cap_tool_result(mut content: String, limit: usize) -> String {
 /// Some models send empty or repeated call ids; results are paired by id, so every call of a
 /// turn gets a unique, non-empty one. Linear in the number of calls.
 fn ensure_unique_ids(calls: &mut [ToolCall], turn: u32) {
-    let clashes: Vec<usize> = {
+    let clashes: Vec<usize> = if calls.len() <= SCAN_LIMIT {
+        (0..calls.len())
+            .filter(|&i| calls[i].id.is_empty() || calls[..i].iter().any(|c| c.id == calls[i].id))
+            .collect()
+    } else {
         let mut seen: HashSet<&str> = HashSet::with_capacity(calls.len());
         calls
             .iter()
