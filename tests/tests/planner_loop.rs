@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent_core::prelude::*;
 use agent_core::{
-    Action, AgentError, ChatResponse, InMemoryMemory, Input, Memory, Message, OnMaxTurns,
+    Action, AgentError, ChatResponse, InMemoryMemory, Input, Memory, Message, OnMaxTurns, RunEvent,
     StopReason, ToolCall, ToolChoice, ToolSet, run::ToolRunner,
 };
 use serde::Deserialize;
@@ -765,10 +765,25 @@ async fn blocking_tool_run() {
         .build()
         .unwrap();
     let started = std::time::Instant::now();
-    let result = agent.ask("go").await.unwrap();
+    let ctx = RunContext::new();
+    let events: Vec<RunEvent> = futures::StreamExt::collect(agent.run_stream("go", &ctx)).await;
+    // Far under the 10 s the tool blocks for (a generous bound, not a race).
     let elapsed = started.elapsed();
-    // Timeout (200 ms) + 1 s, far under the 10 s the tool blocks for.
-    assert!(elapsed < Duration::from_millis(1200), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    // The promise: the timeout result comes within the timeout (200 ms) and a second.
+    let blocked_for = events
+        .iter()
+        .find_map(|e| match e {
+            RunEvent::ToolCallFinished { name, duration, .. } if name == "blocking" => {
+                Some(*duration)
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(blocked_for < Duration::from_millis(1200), "{blocked_for:?}");
+    let Some(RunEvent::Finished(result)) = events.last() else {
+        panic!("{events:?}")
+    };
     let (timeout, sibling) = result.text.split_once(" | ").unwrap();
     assert!(timeout.contains("did not finish within 200ms"), "{timeout}");
     assert_eq!(sibling, "sibling");
