@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::approval::{Approval, Interruption, PendingApproval};
@@ -283,9 +283,8 @@ enum Phase {
 /// assert_eq!(restored, state);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-// The derived impls become inherent functions; the trait impls below wrap them, so that
-// reading a state can migrate an older format.
-#[serde(remote = "Self")]
+// Read through `SavedState`, so that reading a state migrates an older format.
+#[serde(from = "SavedState")]
 pub struct RunState {
     version: u32,
     run_id: String,
@@ -309,17 +308,57 @@ pub struct RunState {
     phase: Phase,
 }
 
-impl Serialize for RunState {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        RunState::serialize(self, serializer)
-    }
+/// A [`RunState`] as saved, of any format version this build can read; the same fields
+/// (the compiler checks that the two lists match, in `From` below).
+#[derive(Deserialize)]
+struct SavedState {
+    version: u32,
+    run_id: String,
+    messages: Arc<Vec<Message>>,
+    new_from: usize,
+    settings: ModelSettings,
+    limits: RunLimits,
+    turns: u32,
+    usage: Usage,
+    turn_usage: Vec<Usage>,
+    failures: BTreeMap<String, u32>,
+    #[serde(default)]
+    last_call: RepeatTracker,
+    phase: Phase,
 }
 
-impl<'de> Deserialize<'de> for RunState {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut state = RunState::deserialize(deserializer)?;
+impl From<SavedState> for RunState {
+    fn from(saved: SavedState) -> Self {
+        let SavedState {
+            version,
+            run_id,
+            messages,
+            new_from,
+            settings,
+            limits,
+            turns,
+            usage,
+            turn_usage,
+            failures,
+            last_call,
+            phase,
+        } = saved;
+        let mut state = RunState {
+            version,
+            run_id,
+            messages,
+            new_from,
+            settings,
+            limits,
+            turns,
+            usage,
+            turn_usage,
+            failures,
+            last_call,
+            phase,
+        };
         state.migrate();
-        Ok(state)
+        state
     }
 }
 
