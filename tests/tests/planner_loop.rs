@@ -828,3 +828,39 @@ async fn a_context_policy_starting_past_the_end_keeps_no_history_instead_of_pani
         .collect();
     assert_eq!(sent, ["sys", "new"]);
 }
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct Size {
+    bytes: usize,
+}
+
+#[tokio::test]
+async fn a_huge_tool_result_reaches_the_model_cut_to_the_default_cap() {
+    let huge = tool_fn("huge", "Returns many bytes.", |s: Size, _| async move {
+        Ok::<_, ToolError>("x".repeat(s.bytes))
+    });
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_call("huge", json!({"bytes": 8 * 1024 * 1024}))
+            .then_text("ok"),
+    );
+    let agent = LlmAgent::builder(model.clone()).tool(huge).build().unwrap();
+    let ctx = RunContext::new();
+    let events: Vec<RunEvent> = futures::StreamExt::collect(agent.run_stream("go", &ctx)).await;
+    let sent = &model.requests()[1];
+    let content = &sent.last_tool_results().next().unwrap().content;
+    let cap = RunLimits::default().max_tool_result_bytes;
+    assert!(content.len() < cap + 200, "{}", content.len());
+    assert!(content.starts_with(&"x".repeat(cap)));
+    assert!(
+        content.contains(&format!("{} more bytes", 8 * 1024 * 1024 - cap)),
+        "{}",
+        &content[cap..]
+    );
+    // The event says what the model read.
+    let reported = events.iter().find_map(|e| match e {
+        RunEvent::ToolCallFinished { content, .. } => Some(content),
+        _ => None,
+    });
+    assert_eq!(reported, Some(content));
+}
