@@ -12,14 +12,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::error::{AgentError, ToolError, ToolSetError};
+use crate::error::{ToolError, ToolSetError};
 use crate::memory::{ContextPolicy, KeepAll, Memory};
 use crate::message::Message;
 use crate::model::ChatModel;
 use crate::run::{
-    Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings, RunContext, RunControls,
-    RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction, ToolInvocation,
-    drive_with, new_run_id,
+    AgentError, Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings, RunContext,
+    RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
+    ToolInvocation, drive_with, new_run_id,
 };
 use crate::tool::{ApprovalPolicy, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource};
 use futures::{Stream, StreamExt};
@@ -177,7 +177,8 @@ impl LlmAgent {
     /// Builds the state of a new run over the given earlier history, without running it.
     /// Drive it with [`resume`](Self::resume), or step it yourself.
     pub fn start(&self, input: &str, history: &[Message]) -> RunState {
-        let start = self.context_policy.start(history);
+        // A policy is the user's code: a start past the end keeps nothing rather than panic.
+        let start = self.context_policy.start(history).min(history.len());
         let mut context = Vec::with_capacity(history.len() - start + 1);
         if let Some(instructions) = &self.instructions {
             context.push(Message::system(instructions.clone()));

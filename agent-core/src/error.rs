@@ -1,15 +1,17 @@
 //! Errors as values: what failed, where, and whether trying again can help.
 //!
-//! Three families: [`ModelError`] (a chat backend failed), [`ToolError`] (a tool refused or
-//! failed; it has one text for the model and one for the operator) and [`AgentError`] (a run
-//! ended without an answer; it carries the history so far so nothing is lost). Nothing here
-//! may hold or print a secret.
+//! The lower layers' errors live here: [`ModelError`] (a chat backend failed), [`ToolError`]
+//! (a tool refused or failed; it has one text for the model and one for the operator),
+//! [`MemoryError`] and [`ToolSetError`]. A run's own error, [`AgentError`], lives beside the
+//! run (`run/outcome.rs`) and is re-exported here under its old path; nothing in this file
+//! depends on the run. Nothing here may hold or print a secret.
 
 use std::fmt;
 use std::time::Duration;
 
-use crate::message::HistoryError;
-use crate::run::PartialRun;
+// The old path of the run's errors (a re-export only: nothing in this module uses them).
+#[doc(no_inline)]
+pub use crate::run::{AgentError, PartialRun};
 
 /// What kind of failure a model call met; decides whether a retry can help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -308,119 +310,6 @@ pub enum ToolSetError {
         /// What is wrong with the schema.
         reason: String,
     },
-}
-
-/// A run ended without a final answer.
-///
-/// Every variant that ends a started run carries a [`PartialRun`]: the messages the run added
-/// so far (with every tool call answered), the usage and the turns taken.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AgentError {
-    /// The model failed (after the backend's own retries).
-    #[error("model call failed on turn {}: {source}", partial.turns + 1)]
-    Model {
-        /// The model's error.
-        source: ModelError,
-        /// What the run had done before.
-        partial: Box<PartialRun>,
-    },
-    /// The same tool failed too many times in a row.
-    #[error("tool `{tool}` failed {failures} times in a row; last error: {last_error}")]
-    ToolFailureLimit {
-        /// The tool (as the model named it).
-        tool: String,
-        /// How many consecutive failures.
-        failures: u32,
-        /// The last failure's message.
-        last_error: String,
-        /// What the run had done before.
-        partial: Box<PartialRun>,
-    },
-    /// The model kept calling the same tool with the same arguments for the same result,
-    /// after being told.
-    #[error(
-        "the run was stopped: `{tool}` was called {repeats} times in a row with the same arguments and result"
-    )]
-    StuckLoop {
-        /// The tool.
-        tool: String,
-        /// How many identical calls in a row.
-        repeats: u32,
-        /// What the run had done before.
-        partial: Box<PartialRun>,
-    },
-    /// The turn limit was reached and the run is configured to fail rather than wrap up.
-    #[error("the run reached its limit of {max_turns} turns without a final answer")]
-    MaxTurns {
-        /// The limit.
-        max_turns: u32,
-        /// What the run had done before.
-        partial: Box<PartialRun>,
-    },
-    /// The conversation broke the history invariant; no request was sent.
-    #[error("invalid conversation history: {0}")]
-    History(#[from] HistoryError),
-    /// The memory store failed.
-    #[error(transparent)]
-    Memory(#[from] MemoryError),
-    /// A budget ran out (and the budget says to fail rather than wrap up).
-    #[error("the {kind} budget was exceeded: {used} of {limit}")]
-    BudgetExceeded {
-        /// Which limit.
-        kind: crate::run::BudgetKind,
-        /// The limit.
-        limit: f64,
-        /// The spending that broke it.
-        used: f64,
-        /// What the run had done before.
-        partial: Box<PartialRun>,
-    },
-    /// A hook or guardrail stopped the run.
-    #[error("the run was stopped: {reason}")]
-    Stopped {
-        /// Why, as the hook or guardrail said.
-        reason: String,
-        /// What the run had done before.
-        partial: Box<PartialRun>,
-    },
-    /// An output guardrail refused the final answer (or the model ran out of retries).
-    #[error("the answer was refused: {reason}")]
-    OutputRejected {
-        /// The guardrail's reason.
-        reason: String,
-        /// The run, the refused answer included.
-        partial: Box<PartialRun>,
-    },
-    /// The input was refused by an input guardrail before any model call.
-    #[error("the input was refused: {0}")]
-    InputRejected(String),
-    /// The caller cancelled the run.
-    #[error("the run was cancelled")]
-    Cancelled {
-        /// What the run had done before.
-        partial: Box<PartialRun>,
-    },
-    /// A saved run state cannot be resumed by this version or in this situation.
-    #[error("cannot resume run: {0}")]
-    InvalidState(String),
-}
-
-impl AgentError {
-    /// The history and usage of the run so far, when the run had started.
-    pub fn partial(&self) -> Option<&PartialRun> {
-        match self {
-            AgentError::Model { partial, .. }
-            | AgentError::ToolFailureLimit { partial, .. }
-            | AgentError::MaxTurns { partial, .. }
-            | AgentError::StuckLoop { partial, .. }
-            | AgentError::Stopped { partial, .. }
-            | AgentError::BudgetExceeded { partial, .. }
-            | AgentError::OutputRejected { partial, .. }
-            | AgentError::Cancelled { partial } => Some(partial),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -38,12 +38,14 @@
 
 pub mod agent;
 pub mod backends;
+mod budget;
 pub mod error;
 pub mod memory;
 pub mod message;
 pub mod model;
 pub mod run;
 pub mod schema;
+pub mod secret;
 pub mod testing;
 pub mod tool;
 
@@ -52,9 +54,7 @@ pub use agent::{
 };
 pub use async_trait::async_trait;
 pub use backends::{ModelFactory, ModelRegistry, ModelSpec, OpenAiCompatible};
-pub use error::{
-    AgentError, MemoryError, ModelError, ModelErrorKind, ToolError, ToolErrorKind, ToolSetError,
-};
+pub use error::{MemoryError, ModelError, ModelErrorKind, ToolError, ToolErrorKind, ToolSetError};
 pub use memory::{ContextPolicy, InMemoryMemory, KeepAll, Memory, SlidingWindow};
 pub use message::{
     AssistantMessage, ContentPart, HistoryError, Message, Reasoning, Role, ToolCall, ToolResult,
@@ -65,9 +65,9 @@ pub use model::{
     StreamEvent, ToolChoice, ToolExample, ToolSpec, collect_stream,
 };
 pub use run::{
-    Action, Approval, HookAction, Input, Interruption, ModelSettings, OnMaxTurns, PartialRun,
-    PendingApproval, RunContext, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason,
-    ToolHookAction, ToolInvocation, ToolOutcome, drive,
+    Action, AgentError, Approval, HookAction, Input, Interruption, ModelSettings, OnMaxTurns,
+    PartialRun, PendingApproval, RunContext, RunEvent, RunHooks, RunLimits, RunResult, RunState,
+    StopReason, ToolHookAction, ToolInvocation, ToolOutcome, drive,
 };
 pub use tokio_util::sync::CancellationToken;
 pub use tool::{

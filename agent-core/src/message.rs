@@ -425,18 +425,31 @@ pub fn check_history(messages: &[Message]) -> Result<(), HistoryError> {
         if let Message::Assistant(a) = message
             && !a.tool_calls.is_empty()
         {
-            for (i, call) in a.tool_calls.iter().enumerate() {
-                if a.tool_calls[..i].iter().any(|c| c.id == call.id) {
-                    return Err(HistoryError::DuplicateCallId {
-                        index,
-                        call_id: call.id.clone(),
-                    });
-                }
+            if let Some(call) = first_repeated_id(&a.tool_calls) {
+                return Err(HistoryError::DuplicateCallId {
+                    index,
+                    call_id: call.id.clone(),
+                });
             }
             pending = Some((index, &a.tool_calls, 0));
         }
     }
     close_pending(pending)
+}
+
+/// The first call whose id an earlier call of the same turn already has. Linear: a turn may
+/// hold many calls, and the history is checked before every request.
+fn first_repeated_id(calls: &[ToolCall]) -> Option<&ToolCall> {
+    if calls.len() <= 8 {
+        // Few calls (the usual case): comparing them is cheaper than hashing them.
+        return calls
+            .iter()
+            .enumerate()
+            .find(|(i, call)| calls[..*i].iter().any(|c| c.id == call.id))
+            .map(|(_, call)| call);
+    }
+    let mut seen = std::collections::HashSet::with_capacity(calls.len());
+    calls.iter().find(|call| !seen.insert(call.id.as_str()))
 }
 
 fn close_pending(pending: Option<(usize, &[ToolCall], usize)>) -> Result<(), HistoryError> {

@@ -4,7 +4,8 @@
 //! (a typed `Args` struct; the schema is derived), or wrap a closure with [`tool_fn`]. A
 //! [`ToolSet`] holds the tools of an agent, checks every call against the tool's schema
 //! before the tool sees it, and runs calls contained: a panic, a hang or a cancellation
-//! becomes a [`ToolError`], never a crash. This module knows no specific tool.
+//! becomes a [`ToolError`], never a crash (see [`ToolSet::invoke`] for what a current-thread
+//! runtime cannot contain). This module knows no specific tool.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -120,7 +121,7 @@ pub struct ToolContext {
     /// watch it and stop.
     pub cancel: CancellationToken,
     /// The run's budget, for tools that start runs of their own (agents as tools).
-    pub budget: Option<Arc<crate::run::BudgetTracker>>,
+    pub budget: Option<Arc<crate::budget::BudgetTracker>>,
 }
 
 impl ToolContext {
@@ -610,10 +611,14 @@ impl ToolSet {
     /// and the call is stopped after its timeout (the tool's own, or `default_timeout`) and
     /// when `ctx.cancel` fires.
     ///
-    /// The call runs inside the run's own task (a spawned task per call cost a cross-thread
-    /// wake-up per call, measurably). So a tool must not block its thread: blocking I/O or
-    /// long computations belong in `tokio::task::spawn_blocking`, where the timeout still
-    /// applies to the wait.
+    /// On a multi-thread runtime each call runs on a task of its own, so a tool that blocks
+    /// its thread (a synchronous sleep, a CPU loop, a blocking read) still gets its timeout
+    /// result on time and does not hold up the calls beside it; the blocked thread itself is
+    /// only freed when the tool returns, and `ctx.cancel` is fired so a tool that looks at it
+    /// can stop. On a current-thread runtime there is only one thread, and a call runs in
+    /// the run's own task: a timeout or a cancellation can only take effect when the tool
+    /// awaits, so there a tool must not block (put blocking work in
+    /// `tokio::task::spawn_blocking`, where the timeout still applies to the wait).
     pub async fn invoke(
         &self,
         name: &str,
@@ -630,9 +635,7 @@ impl ToolSet {
         let entry = &self.entries[i];
         let timeout = entry.meta.timeout.unwrap_or(default_timeout);
         let cancel = ctx.cancel.clone();
-        let call = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-            entry.tool.call(args, &ctx),
-        ));
+        let call = contained(entry.tool.clone(), args, ctx);
         let outcome = tokio::select! {
             joined = call => joined,
             _ = tokio::time::sleep(timeout) => {
@@ -660,6 +663,49 @@ impl ToolSet {
                 .with_detail(format!("tool `{name}` panicked: {detail}")))
             }
         }
+    }
+}
+
+type Panic = Box<dyn std::any::Any + Send>;
+
+/// Runs one call with its panic caught: on a task of its own on a multi-thread runtime (so a
+/// tool that blocks its thread cannot block the caller), in place on a current-thread one
+/// (where a task of its own would share the one thread anyway). The task is aborted when
+/// the caller stops waiting.
+async fn contained(
+    tool: Arc<dyn Tool>,
+    args: Value,
+    ctx: ToolContext,
+) -> Result<Result<ToolOutput, ToolError>, Panic> {
+    let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+        !matches!(
+            h.runtime_flavor(),
+            tokio::runtime::RuntimeFlavor::CurrentThread
+        )
+    });
+    if !multi_thread {
+        let call = async move { tool.call(args, &ctx).await };
+        return futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(call)).await;
+    }
+    let mut task = AbortOnDrop(tokio::spawn(async move { tool.call(args, &ctx).await }));
+    match (&mut task.0).await {
+        Ok(result) => Ok(result),
+        Err(error) => match error.try_into_panic() {
+            Ok(payload) => Err(payload),
+            Err(_) => Ok(Err(ToolError::new(
+                ToolErrorKind::Cancelled,
+                "the call's task was cancelled before it finished",
+            ))),
+        },
+    }
+}
+
+/// A spawned call that nobody waits for any more is aborted (at its next await).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

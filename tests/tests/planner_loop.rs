@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent_core::prelude::*;
 use agent_core::{
-    Action, AgentError, ChatResponse, InMemoryMemory, Input, Memory, Message, OnMaxTurns,
+    Action, AgentError, ChatResponse, InMemoryMemory, Input, Memory, Message, OnMaxTurns, RunEvent,
     StopReason, ToolCall, ToolChoice, ToolSet, run::ToolRunner,
 };
 use serde::Deserialize;
@@ -459,16 +459,17 @@ async fn a_run_serialised_mid_way_resumes_to_the_same_result() {
         panic!()
     };
     let response = model.chat(&request).await.unwrap();
-    let Action::RunTools(pending) = state.step(&tools, Input::ModelResponse(response)) else {
+    let Action::RunTools { run: pending, .. } = state.step(&tools, Input::ModelResponse(response))
+    else {
         panic!()
     };
     assert_eq!(pending.len(), 2);
     let saved = serde_json::to_string(&state).unwrap();
-    assert!(saved.contains("\"version\":1"), "{saved}");
+    assert!(saved.contains("\"version\":2"), "{saved}");
     drop(state);
 
     let mut restored: agent_core::RunState = serde_json::from_str(&saved).unwrap();
-    let Action::RunTools(again) = restored.step(&tools, Input::Resume) else {
+    let Action::RunTools { run: again, .. } = restored.step(&tools, Input::Resume) else {
         panic!()
     };
     assert_eq!(again, pending);
@@ -687,4 +688,179 @@ async fn tool_sources_are_read_when_each_run_starts_and_bad_changes_are_not_take
     *source.tools.lock().unwrap() = vec![answer_tool("fixed", "clash")];
     source.version.store(3, Ordering::SeqCst);
     assert_eq!(agent.tools().names().collect::<Vec<_>>(), ["fixed", "b"]);
+}
+
+#[tokio::test]
+async fn a_version_1_state_resumes_to_completion() {
+    // Saved by the first format: paused with a repeated call pending, its fingerprint made
+    // by the standard library's hasher. The repeat count survives the migration, so the
+    // second identical call is flagged (the fixture's limit is 2).
+    let saved = include_str!("fixtures/run_state_v1.json");
+    let mut state: agent_core::RunState = serde_json::from_str(saved).unwrap();
+    let resaved = serde_json::to_value(&state).unwrap();
+    assert_eq!(resaved["version"], json!(agent_core::run::STATE_VERSION));
+    let model = ScriptedModel::new().then_reply(|req| {
+        let last = req.last_tool_results().next().unwrap();
+        Ok(ChatResponse::text(format!("It is {}.", &last.content[..1])))
+    });
+    let result = agent_core::drive(
+        &mut state,
+        &model,
+        &calculator_set(),
+        "a",
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    model.assert_complete();
+    assert_eq!(result.text, "It is 5.");
+    assert_eq!(result.turns, 3);
+    agent_core::check_history(&result.new_messages).unwrap();
+    let repeated = result.new_messages[4].text();
+    assert!(repeated.starts_with('5'), "{repeated}");
+    assert!(repeated.contains("called 2 times in a row"), "{repeated}");
+}
+
+#[test]
+fn a_tool_that_blocks_its_thread_times_out_and_its_sibling_finishes() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(blocking_tool_run());
+    // The blocked thread is still asleep: do not wait for it.
+    runtime.shutdown_background();
+}
+
+async fn blocking_tool_run() {
+    // A synchronous sleep: the tool never yields, so only a call on a task of its own can
+    // be timed out while it blocks.
+    let blocking = tool_fn("blocking", "Blocks its thread.", |_: Sleep, _| async move {
+        std::thread::sleep(Duration::from_secs(10));
+        Ok::<_, ToolError>("woke up")
+    })
+    .with_meta(ToolMeta::read_only().with_timeout(Duration::from_millis(200)));
+    let c = counters();
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_calls([
+                ("blocking", json!({"ms": 0, "label": "a"})),
+                ("read", json!({"ms": 50, "label": "sibling"})),
+            ])
+            .then_reply(|req| {
+                let results: Vec<String> =
+                    req.last_tool_results().map(|r| r.content.clone()).collect();
+                Ok(ChatResponse::text(results.join(" | ")))
+            }),
+    );
+    let agent = LlmAgent::builder(model.clone())
+        .tool(blocking)
+        .tools([sleeper(
+            "read",
+            ToolMeta::read_only(),
+            c.in_flight,
+            c.max_seen,
+        )])
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let ctx = RunContext::new();
+    let events: Vec<RunEvent> = futures::StreamExt::collect(agent.run_stream("go", &ctx)).await;
+    // Far under the 10 s the tool blocks for (a generous bound, not a race).
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    // The promise: the timeout result comes within the timeout (200 ms) and a second.
+    let blocked_for = events
+        .iter()
+        .find_map(|e| match e {
+            RunEvent::ToolCallFinished { name, duration, .. } if name == "blocking" => {
+                Some(*duration)
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(blocked_for < Duration::from_millis(1200), "{blocked_for:?}");
+    let Some(RunEvent::Finished(result)) = events.last() else {
+        panic!("{events:?}")
+    };
+    let (timeout, sibling) = result.text.split_once(" | ").unwrap();
+    assert!(timeout.contains("did not finish within 200ms"), "{timeout}");
+    assert_eq!(sibling, "sibling");
+    model.assert_complete();
+}
+
+#[derive(Debug)]
+struct PastTheEnd;
+
+impl agent_core::ContextPolicy for PastTheEnd {
+    fn start(&self, history: &[Message]) -> usize {
+        history.len() + 5
+    }
+}
+
+#[tokio::test]
+async fn a_context_policy_starting_past_the_end_keeps_no_history_instead_of_panicking() {
+    let memory = Arc::new(InMemoryMemory::new());
+    memory
+        .append(
+            "s",
+            &[Message::user("old"), Message::assistant("older answer")],
+        )
+        .await
+        .unwrap();
+    let model = Arc::new(ScriptedModel::new().then_text("fresh"));
+    let agent = LlmAgent::builder(model.clone())
+        .instructions("sys")
+        .memory(memory)
+        .context_policy(PastTheEnd)
+        .build()
+        .unwrap();
+    let result = agent
+        .run("new", &RunContext::new().with_session("s"))
+        .await
+        .unwrap();
+    assert_eq!(result.text, "fresh");
+    let sent: Vec<String> = model.requests()[0]
+        .messages
+        .iter()
+        .map(Message::text)
+        .collect();
+    assert_eq!(sent, ["sys", "new"]);
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct Size {
+    bytes: usize,
+}
+
+#[tokio::test]
+async fn a_huge_tool_result_reaches_the_model_cut_to_the_default_cap() {
+    let huge = tool_fn("huge", "Returns many bytes.", |s: Size, _| async move {
+        Ok::<_, ToolError>("x".repeat(s.bytes))
+    });
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_call("huge", json!({"bytes": 8 * 1024 * 1024}))
+            .then_text("ok"),
+    );
+    let agent = LlmAgent::builder(model.clone()).tool(huge).build().unwrap();
+    let ctx = RunContext::new();
+    let events: Vec<RunEvent> = futures::StreamExt::collect(agent.run_stream("go", &ctx)).await;
+    let sent = &model.requests()[1];
+    let content = &sent.last_tool_results().next().unwrap().content;
+    let cap = RunLimits::default().max_tool_result_bytes;
+    assert!(content.len() < cap + 200, "{}", content.len());
+    assert!(content.starts_with(&"x".repeat(cap)));
+    assert!(
+        content.contains(&format!("{} more bytes", 8 * 1024 * 1024 - cap)),
+        "{}",
+        &content[cap..]
+    );
+    // The event says what the model read.
+    let reported = events.iter().find_map(|e| match e {
+        RunEvent::ToolCallFinished { content, .. } => Some(content),
+        _ => None,
+    });
+    assert_eq!(reported, Some(content));
 }

@@ -1,8 +1,14 @@
 //! What a caller sees and steers while a run goes: [`RunEvent`]s as they happen, and
 //! [`RunHooks`] that may continue, skip a tool, rewrite its arguments or stop the run.
 //!
-//! Both are driver-side: the state machine knows nothing of them, so a run paused and
-//! resumed elsewhere keeps the same decisions.
+//! Both are driver-side: the driver sends the events and consults the hooks, and what a hook
+//! decides reaches the state machine as an input (a stop is [`Input::Stopped`], or
+//! [`Input::ModelResponseVetoed`] after a model call; a skipped or replaced result is the
+//! call's [`Input::ToolFinished`]), so the machine's inputs alone replay the run.
+//!
+//! [`Input::Stopped`]: super::Input::Stopped
+//! [`Input::ModelResponseVetoed`]: super::Input::ModelResponseVetoed
+//! [`Input::ToolFinished`]: super::Input::ToolFinished
 
 use std::time::Duration;
 
@@ -11,8 +17,9 @@ use serde_json::Value;
 
 use super::RunResult;
 use super::approval::PendingApproval;
+use super::outcome::AgentError;
 use super::state::ToolInvocation;
-use crate::error::{AgentError, ToolError};
+use crate::error::ToolError;
 use crate::message::Usage;
 use crate::model::{ChatRequest, ChatResponse};
 use crate::tool::ToolOutput;

@@ -1,20 +1,30 @@
-//! The async driver: carries out the state machine's actions. All I/O of a run happens
-//! here, and nothing else: every decision is the state machine's.
+//! The async driver: carries out the state machine's actions and reports what happened.
+//!
+//! All I/O of a run happens here, and no decision: the driver calls the model, runs tools,
+//! consults hooks and budgets, records spans and events, and feeds each thing that happened
+//! to the machine as an [`Input`] (a hook's stop and a budget overrun included), which
+//! decides what comes next. The loop is in [`drive_with`]; its I/O helpers sit below it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field};
 
-use super::budget::{BudgetTracker, OnBudgetExceeded};
+use super::RunLimits;
 use super::control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
-use super::state::{Action, Input, RunState, ToolInvocation, ToolOutcome};
-use super::{RunLimits, RunResult};
-use crate::error::{AgentError, ModelError, ModelErrorKind, ToolError, ToolErrorKind};
+use super::outcome::{AgentError, RunResult};
+use super::state::{
+    Action, BudgetOverrun, Input, RunState, ToolInvocation, ToolOutcome, Veto, cap_tool_result,
+};
+use crate::budget::{BudgetTracker, Exceeded};
+use crate::error::{ModelError, ModelErrorKind, ToolError, ToolErrorKind};
+use crate::message::{ToolCall, ToolResult};
 use crate::model::{ChatModel, ChatRequest, ChatResponse, StreamEvent};
-use crate::tool::{ToolContext, ToolOutput, ToolSet};
+use crate::tool::{ToolContext, ToolSet};
 
 /// Runs a state machine to its end: calls the model, runs the tools, feeds the outcomes back.
 ///
@@ -41,7 +51,7 @@ pub struct RunControls<'a> {
     pub hooks: &'a [Arc<dyn RunHooks>],
     /// Receives every [`RunEvent`] as it happens.
     pub emit: EventSink<'a>,
-    /// Limits checked before and after every model call and before every tool batch.
+    /// Limits checked before and after every model call and before every turn's tool calls.
     pub budget: Option<Arc<BudgetTracker>>,
 }
 
@@ -62,186 +72,158 @@ pub async fn drive_with(
         budget,
     } = controls;
     let limits = state.limits().clone();
-    let stream = state.settings().stream;
-    let run_id: Arc<str> = Arc::from(state.run_id());
-    let agent: Arc<str> = Arc::from(agent);
+    let (run_id, agent): (Arc<str>, Arc<str>) = (Arc::from(state.run_id()), Arc::from(agent));
+    let runner = ToolRunner {
+        tools,
+        limits: &limits,
+        run_id: &run_id,
+        agent: &agent,
+        cancel,
+        budget: budget.as_ref(),
+    };
+    let models = ModelIo {
+        model,
+        hooks,
+        budget: budget.as_deref(),
+        cancel,
+        stream: state.settings().stream,
+    };
+    let mut turn = ToolTurn::new(&runner, hooks);
     let mut input = first;
     loop {
-        let action = state.step(tools, input);
-        for refused in state.take_refused() {
-            emit.send(|| RunEvent::ToolCallFinished {
-                call_id: refused.call_id,
-                name: refused.name,
-                content: refused.content,
-                is_error: true,
-                duration: std::time::Duration::ZERO,
-            });
-        }
-        if cancel.is_cancelled() && matches!(action, Action::CallModel(_) | Action::RunTools(_)) {
-            return Err(state.cancel());
-        }
-        input = match action {
+        input = match state.step(tools, input) {
             Action::Finished(result) => return Ok(result),
             Action::Failed(error) => return Err(error),
-            Action::AwaitApproval(pending) => {
-                emit.send(|| RunEvent::ApprovalRequested(pending.clone()));
-                return Ok(state.interrupted_result(pending));
+            Action::Paused { result, refused } => {
+                report_refused(emit.reborrow(), refused);
+                if let Some(paused) = &result.interruption {
+                    emit.send(|| RunEvent::ApprovalRequested(paused.pending.clone()));
+                }
+                return Ok(result);
             }
+            // What already happened is reported before anything new is done.
+            _ if turn.has_reported() => turn.take_reported(),
             Action::CallModel(request) => {
-                for hook in hooks {
-                    if let HookAction::Stop(reason) = hook.before_model(&request).await {
-                        return Err(state.stop(reason));
-                    }
-                }
-                if let Some(tracker) = &budget
-                    && !state.is_wrapping_up()
-                    && let Err(exceeded) = tracker.check_model_call(model.model(), &request)
-                {
-                    if tracker.budget().on_exceeded == OnBudgetExceeded::Fail {
-                        return Err(state.over_budget(exceeded));
-                    }
-                    state.wrap_up_now(&format!("the {} budget was exceeded", exceeded.kind));
-                    input = Input::Resume;
-                    continue;
-                }
-                let turn = state.turns() + 1;
-                emit.send(|| RunEvent::TurnStarted { turn });
-                let span = tracing::info_span!(
-                    "chat",
-                    gen_ai.operation.name = "chat",
-                    gen_ai.provider.name = model.provider(),
-                    gen_ai.request.model = model.model(),
-                    gen_ai.usage.input_tokens = field::Empty,
-                    gen_ai.usage.output_tokens = field::Empty,
-                    gen_ai.response.finish_reasons = field::Empty,
-                );
-                let call = async {
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => None,
-                        r = call_model(model, &request, stream, emit.reborrow()) => Some(r),
-                    }
-                };
-                match call.instrument(span.clone()).await {
-                    None => return Err(state.cancel()),
-                    Some(Ok(response)) => {
-                        span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
-                        span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
-                        span.record(
-                            "gen_ai.response.finish_reasons",
-                            field::debug(&response.finish_reason),
-                        );
-                        emit.send(|| RunEvent::Usage(response.usage));
-                        let over = budget.as_ref().and_then(|t| {
-                            t.record_model_call(model.model(), &response.usage).err()
-                        });
-                        emit.send(|| RunEvent::TurnFinished {
-                            turn,
-                            usage: response.usage,
-                        });
-                        for hook in hooks {
-                            if let HookAction::Stop(reason) = hook.after_model(&response).await {
-                                // The answer is recorded first, so the history shows it.
-                                return Err(
-                                    match state.step(tools, Input::ModelResponse(response)) {
-                                        Action::Finished(result) => AgentError::Stopped {
-                                            reason,
-                                            partial: Box::new(result.into_partial()),
-                                        },
-                                        Action::Failed(error) => error,
-                                        _ => state.stop(reason),
-                                    },
-                                );
-                            }
-                        }
-                        match over {
-                            // Over budget, and the model wants more: record its turn, then
-                            // stop or wrap up. A final answer is kept even if it went over.
-                            Some(exceeded) if !response.message.tool_calls.is_empty() => {
-                                match state.step(tools, Input::ModelResponse(response)) {
-                                    // The wrap-up answer (its calls dropped) ends the run.
-                                    Action::Finished(result) => return Ok(result),
-                                    Action::Failed(error) => return Err(error),
-                                    _ => {}
-                                }
-                                let fail = budget.as_ref().is_none_or(|t| {
-                                    t.budget().on_exceeded == OnBudgetExceeded::Fail
-                                });
-                                if fail {
-                                    return Err(state.over_budget(exceeded));
-                                }
-                                state.wrap_up_now(&format!(
-                                    "the {} budget was exceeded, so this call was not run",
-                                    exceeded.kind
-                                ));
-                                Input::Resume
-                            }
-                            _ => Input::ModelResponse(response),
-                        }
-                    }
-                    Some(Err(error)) => {
-                        tracing::warn!(parent: &span, error = %error, "model call failed");
-                        Input::ModelFailed(error)
-                    }
-                }
+                models
+                    .call(&request, true, state.turns() + 1, emit.reborrow())
+                    .await
             }
-            Action::RunTools(invocations) => {
-                if let Some(tracker) = &budget
-                    && let Err(exceeded) = tracker.record_tool_calls(invocations.len() as u32)
-                {
-                    if tracker.budget().on_exceeded == OnBudgetExceeded::Fail {
-                        return Err(state.over_budget(exceeded));
-                    }
-                    state.wrap_up_now(&format!(
-                        "the {} budget was exceeded, so this call was not run",
-                        exceeded.kind
-                    ));
-                    input = Input::Resume;
-                    continue;
-                }
-                let runner = ToolRunner {
-                    tools,
-                    limits: &limits,
-                    run_id: &run_id,
-                    agent: &agent,
-                    cancel,
-                    budget: budget.as_ref(),
-                };
-                let (outcomes, stop) = runner.run_with(invocations, hooks, emit.reborrow()).await;
-                if cancel.is_cancelled() || stop.is_some() {
-                    // Record what finished, then end: nothing is lost, nothing unanswered.
-                    if let Action::Failed(error) = state.step(tools, Input::ToolResults(outcomes)) {
-                        return Err(error);
-                    }
-                    return Err(match stop {
-                        Some(reason) => state.stop(reason),
-                        None => state.cancel(),
-                    });
-                }
-                Input::ToolResults(outcomes)
+            Action::WrapUp(request) => {
+                models
+                    .call(&request, false, state.turns() + 1, emit.reborrow())
+                    .await
             }
+            Action::RunTools { run, refused } => {
+                report_refused(emit.reborrow(), refused);
+                turn.start(run, emit.reborrow()).await;
+                turn.next(emit.reborrow()).await
+            }
+            Action::AwaitTools => turn.next(emit.reborrow()).await,
         };
     }
 }
 
-fn stopped_before() -> ToolError {
-    ToolError::new(
-        ToolErrorKind::Cancelled,
-        "The run was stopped before this call.",
-    )
+fn report_refused(mut emit: EventSink<'_>, refused: Vec<ToolResult>) {
+    for result in refused {
+        emit.send(|| RunEvent::ToolCallFinished {
+            call_id: result.call_id,
+            name: result.name,
+            content: result.content,
+            is_error: true,
+            duration: Duration::ZERO,
+        });
+    }
 }
 
-fn finished_event(name: &str, outcome: &ToolOutcome) -> RunEvent {
-    let (content, is_error) = match &outcome.result {
-        Ok(output) => (output.clone().into_content(), false),
-        Err(error) => (format!("Error: {}", error.message), true),
-    };
-    RunEvent::ToolCallFinished {
-        call_id: outcome.call_id.clone(),
-        name: name.to_owned(),
-        content,
-        is_error,
-        duration: outcome.duration,
+fn overrun(tracker: &BudgetTracker, exceeded: Exceeded) -> BudgetOverrun {
+    BudgetOverrun {
+        exceeded,
+        on_exceeded: tracker.budget().on_exceeded,
+    }
+}
+
+/// The model side of a run: one call, with its hooks, budget checks, span and events.
+struct ModelIo<'a> {
+    model: &'a dyn ChatModel,
+    hooks: &'a [Arc<dyn RunHooks>],
+    budget: Option<&'a BudgetTracker>,
+    cancel: &'a CancellationToken,
+    stream: bool,
+}
+
+impl ModelIo<'_> {
+    /// Consults the hooks and (when `budgeted`) the budget, calls the model, and says what
+    /// happened.
+    async fn call(
+        &self,
+        request: &ChatRequest,
+        budgeted: bool,
+        turn: u32,
+        mut emit: EventSink<'_>,
+    ) -> Input {
+        if self.cancel.is_cancelled() {
+            return Input::Cancelled;
+        }
+        for hook in self.hooks {
+            if let HookAction::Stop(reason) = hook.before_model(request).await {
+                return Input::Stopped(reason);
+            }
+        }
+        if budgeted
+            && let Some(tracker) = self.budget
+            && let Err(exceeded) = tracker.check_model_call(self.model.model(), request)
+        {
+            return Input::OverBudget(overrun(tracker, exceeded));
+        }
+        emit.send(|| RunEvent::TurnStarted { turn });
+        let span = tracing::info_span!(
+            "chat",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = self.model.provider(),
+            gen_ai.request.model = self.model.model(),
+            gen_ai.usage.input_tokens = field::Empty,
+            gen_ai.usage.output_tokens = field::Empty,
+            gen_ai.response.finish_reasons = field::Empty,
+        );
+        let call = async {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => None,
+                r = call_model(self.model, request, self.stream, emit.reborrow()) => Some(r),
+            }
+        };
+        let response = match call.instrument(span.clone()).await {
+            None => return Input::Cancelled,
+            Some(Err(error)) => {
+                tracing::warn!(parent: &span, error = %error, "model call failed");
+                return Input::ModelFailed(error);
+            }
+            Some(Ok(response)) => response,
+        };
+        let usage = response.usage;
+        span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+        span.record(
+            "gen_ai.response.finish_reasons",
+            field::debug(&response.finish_reason),
+        );
+        emit.send(|| RunEvent::Usage(usage));
+        let over = self.budget.and_then(|tracker| {
+            let recorded = tracker.record_model_call(self.model.model(), &usage);
+            recorded.err().map(|exceeded| overrun(tracker, exceeded))
+        });
+        emit.send(|| RunEvent::TurnFinished { turn, usage });
+        let mut veto = over.map(Veto::OverBudget);
+        for hook in self.hooks {
+            if let HookAction::Stop(reason) = hook.after_model(&response).await {
+                veto = Some(Veto::Stopped(reason));
+                break;
+            }
+        }
+        match veto {
+            Some(veto) => Input::ModelResponseVetoed(response, veto),
+            None => Input::ModelResponse(response),
+        }
     }
 }
 
@@ -282,6 +264,158 @@ async fn call_model(
     .with_provider(model.provider(), model.model()))
 }
 
+/// The tool side of a run: one turn's calls in flight, and what already happened that the
+/// machine has not heard yet (a hook's skip or stop, a budget overrun, cancellation).
+struct ToolTurn<'a> {
+    runner: &'a ToolRunner<'a>,
+    hooks: &'a [Arc<dyn RunHooks>],
+    reported: VecDeque<Input>,
+    /// Each finished call, by its position in `ran`, as it finishes.
+    running: Option<BoxStream<'a, (usize, ToolOutcome)>>,
+    /// The calls started, kept only for hooks and events.
+    ran: Vec<ToolInvocation>,
+}
+
+impl<'a> ToolTurn<'a> {
+    fn new(runner: &'a ToolRunner<'a>, hooks: &'a [Arc<dyn RunHooks>]) -> Self {
+        ToolTurn {
+            runner,
+            hooks,
+            reported: VecDeque::new(),
+            running: None,
+            ran: Vec::new(),
+        }
+    }
+
+    fn has_reported(&self) -> bool {
+        !self.reported.is_empty()
+    }
+
+    fn take_reported(&mut self) -> Input {
+        self.reported.pop_front().unwrap_or(Input::Resume)
+    }
+
+    /// Checks the budget, offers each call to the hooks (which may skip it, rewrite its
+    /// arguments or stop the run), and starts the calls that remain.
+    async fn start(&mut self, run: Vec<ToolInvocation>, mut emit: EventSink<'_>) {
+        let runner: &'a ToolRunner<'a> = self.runner;
+        self.running = None;
+        if run.is_empty() {
+            return;
+        }
+        if runner.cancel.is_cancelled() {
+            return self.reported.push_back(Input::Cancelled);
+        }
+        if let Some(tracker) = runner.budget
+            && let Err(exceeded) = tracker.record_tool_calls(run.len() as u32)
+        {
+            return self
+                .reported
+                .push_back(Input::OverBudget(overrun(tracker, exceeded)));
+        }
+        let mut runnable = Vec::with_capacity(run.len());
+        for mut invocation in run {
+            let mut skipped = None;
+            for hook in self.hooks {
+                match hook.before_tool(&invocation).await {
+                    ToolHookAction::Continue => continue,
+                    ToolHookAction::Skip(result) => skipped = Some(result),
+                    ToolHookAction::RewriteArgs(args) => {
+                        let call = ToolCall::new(&invocation.call_id, &invocation.name, &args);
+                        match runner.tools.check_call(&call) {
+                            Ok(args) => invocation.args = args,
+                            Err(error) => skipped = Some(Err(error)),
+                        }
+                    }
+                    ToolHookAction::Stop(reason) => {
+                        return self.reported.push_back(Input::Stopped(reason));
+                    }
+                }
+                if skipped.is_some() {
+                    break;
+                }
+            }
+            match skipped {
+                Some(result) => {
+                    let outcome = ToolOutcome {
+                        call_id: invocation.call_id,
+                        result,
+                        duration: Duration::ZERO,
+                    };
+                    let cap = runner.limits.max_tool_result_bytes;
+                    emit.send(|| finished_event(&invocation.name, &outcome, cap));
+                    self.reported.push_back(Input::ToolFinished(outcome));
+                }
+                None => runnable.push(invocation),
+            }
+        }
+        for invocation in &runnable {
+            emit.send(|| RunEvent::ToolCallStarted {
+                call_id: invocation.call_id.clone(),
+                name: invocation.name.clone(),
+                arguments: invocation.args.clone(),
+            });
+        }
+        // Keep the invocations only for whoever looks at them afterwards.
+        self.ran = if self.hooks.is_empty() && !emit.is_listening() {
+            Vec::new()
+        } else {
+            runnable.clone()
+        };
+        self.running = Some(runner.run_each(runnable).boxed());
+    }
+
+    /// What happened next: something already reported, else the next call to finish (after
+    /// the hooks saw it), or the run's cancellation.
+    async fn next(&mut self, mut emit: EventSink<'_>) -> Input {
+        if let Some(input) = self.reported.pop_front() {
+            return input;
+        }
+        let Some(running) = self.running.as_mut() else {
+            return Input::Resume;
+        };
+        let finished = tokio::select! {
+            biased;
+            _ = self.runner.cancel.cancelled() => return Input::Cancelled,
+            finished = running.next() => finished,
+        };
+        let Some((i, mut outcome)) = finished else {
+            self.running = None;
+            return Input::Resume;
+        };
+        if let Some(invocation) = self.ran.get(i) {
+            for hook in self.hooks {
+                match hook.after_tool(invocation, &outcome.result).await {
+                    ToolHookAction::Skip(result) => outcome.result = result,
+                    ToolHookAction::Stop(reason) => {
+                        self.reported.push_back(Input::Stopped(reason));
+                        break;
+                    }
+                    ToolHookAction::Continue | ToolHookAction::RewriteArgs(_) => {}
+                }
+            }
+            let cap = self.runner.limits.max_tool_result_bytes;
+            emit.send(|| finished_event(&invocation.name, &outcome, cap));
+        }
+        Input::ToolFinished(outcome)
+    }
+}
+
+/// The event for a finished call, with the content the model will read.
+fn finished_event(name: &str, outcome: &ToolOutcome, cap: usize) -> RunEvent {
+    let (content, is_error) = match &outcome.result {
+        Ok(output) => (output.clone().into_content(), false),
+        Err(error) => (format!("Error: {}", error.message), true),
+    };
+    RunEvent::ToolCallFinished {
+        call_id: outcome.call_id.clone(),
+        name: name.to_owned(),
+        content: cap_tool_result(content, cap),
+        is_error,
+        duration: outcome.duration,
+    }
+}
+
 /// Runs the tool calls of one turn for a run: the tools, the limits, and the run's
 /// identity and cancellation token that every call's [`ToolContext`] is made from.
 #[derive(Clone, Copy, Debug)]
@@ -300,132 +434,51 @@ pub struct ToolRunner<'a> {
     pub budget: Option<&'a Arc<BudgetTracker>>,
 }
 
-impl ToolRunner<'_> {
-    /// [`run`](Self::run) with hooks and events: each call is announced, offered to the
-    /// hooks (which may skip it, rewrite its arguments or stop the run), run, offered to
-    /// the hooks again, and reported. Returns the outcomes in call order, and a hook's
-    /// reason to stop, if one said so (calls after that point are not run).
-    pub async fn run_with(
-        &self,
-        invocations: Vec<ToolInvocation>,
-        hooks: &[Arc<dyn RunHooks>],
-        mut emit: EventSink<'_>,
-    ) -> (Vec<ToolOutcome>, Option<String>) {
-        let mut runnable = Vec::with_capacity(invocations.len());
-        let mut decided: Vec<(ToolInvocation, Result<ToolOutput, ToolError>)> = Vec::new();
-        let mut stop = None;
-        for mut invocation in invocations {
-            if stop.is_some() {
-                decided.push((invocation, Err(stopped_before())));
-                continue;
-            }
-            let mut skipped = None;
-            for hook in hooks {
-                match hook.before_tool(&invocation).await {
-                    ToolHookAction::Continue => {}
-                    ToolHookAction::Skip(result) => skipped = Some(result),
-                    ToolHookAction::RewriteArgs(args) => {
-                        let call = crate::message::ToolCall::new(
-                            invocation.call_id.clone(),
-                            invocation.name.clone(),
-                            &args,
-                        );
-                        match self.tools.check_call(&call) {
-                            Ok(args) => invocation.args = args,
-                            Err(error) => skipped = Some(Err(error)),
-                        }
-                    }
-                    ToolHookAction::Stop(reason) => stop = Some(reason),
-                }
-                if skipped.is_some() || stop.is_some() {
-                    break;
-                }
-            }
-            match (skipped, &stop) {
-                (Some(result), _) => decided.push((invocation, result)),
-                (None, Some(_)) => decided.push((invocation, Err(stopped_before()))),
-                (None, None) => {
-                    emit.send(|| RunEvent::ToolCallStarted {
-                        call_id: invocation.call_id.clone(),
-                        name: invocation.name.clone(),
-                        arguments: invocation.args.clone(),
-                    });
-                    runnable.push(invocation);
-                }
-            }
-        }
-        // Keep the invocations only for whoever looks at them afterwards.
-        let ran = if hooks.is_empty() && !emit.is_listening() {
-            Vec::new()
-        } else {
-            runnable.clone()
-        };
-        let mut outcomes = self.run(runnable).await;
-        for (outcome, invocation) in outcomes.iter_mut().zip(&ran) {
-            for hook in hooks {
-                match hook.after_tool(invocation, &outcome.result).await {
-                    ToolHookAction::Skip(result) => outcome.result = result,
-                    ToolHookAction::Stop(reason) => {
-                        stop.get_or_insert(reason);
-                    }
-                    ToolHookAction::Continue | ToolHookAction::RewriteArgs(_) => {}
-                }
-            }
-            emit.send(|| finished_event(&invocation.name, outcome));
-        }
-        for (invocation, result) in decided {
-            let outcome = ToolOutcome {
-                call_id: invocation.call_id,
-                result,
-                duration: std::time::Duration::ZERO,
-            };
-            emit.send(|| finished_event(&invocation.name, &outcome));
-            outcomes.push(outcome);
-        }
-        (outcomes, stop)
-    }
-
+impl<'a> ToolRunner<'a> {
     /// Runs one turn's tool calls and returns their outcomes in call order.
     ///
     /// Consecutive parallel-safe calls run concurrently (at most `limits.max_parallel_tools`
     /// at once); any other call runs alone, after the calls before it and before the calls
     /// after it, so side effects happen in the order the model asked for them.
     pub async fn run(&self, invocations: Vec<ToolInvocation>) -> Vec<ToolOutcome> {
-        let mut outcomes = Vec::with_capacity(invocations.len());
-        let mut batch: Vec<ToolInvocation> = Vec::new();
-        for invocation in invocations {
+        let mut outcomes: Vec<Option<ToolOutcome>> = vec![None; invocations.len()];
+        let mut finished = self.run_each(invocations);
+        while let Some((i, outcome)) = finished.next().await {
+            outcomes[i] = Some(outcome);
+        }
+        outcomes.into_iter().flatten().collect()
+    }
+
+    /// [`run`](Self::run), giving each outcome as its call finishes, with the call's position
+    /// in `invocations`.
+    pub fn run_each(
+        &self,
+        invocations: Vec<ToolInvocation>,
+    ) -> impl futures::Stream<Item = (usize, ToolOutcome)> + Send + use<'a> {
+        // Groups that run one after another: a run of parallel-safe calls, or one other call.
+        let mut groups: Vec<Vec<(usize, ToolInvocation)>> = Vec::new();
+        let mut open_parallel = false;
+        for (i, invocation) in invocations.into_iter().enumerate() {
             let parallel = self
                 .tools
                 .meta(&invocation.name)
                 .is_some_and(|m| m.parallel_safe);
-            if parallel {
-                batch.push(invocation);
-                continue;
+            match groups.last_mut() {
+                Some(group) if parallel && open_parallel => group.push((i, invocation)),
+                _ => groups.push(vec![(i, invocation)]),
             }
-            self.run_batch(&mut batch, &mut outcomes).await;
-            outcomes.push(self.run_one(invocation).await);
+            open_parallel = parallel;
         }
-        self.run_batch(&mut batch, &mut outcomes).await;
-        outcomes
+        let runner = *self;
+        let width = self.limits.max_parallel_tools.max(1);
+        futures::stream::iter(groups).flat_map(move |group| {
+            futures::stream::iter(group)
+                .map(move |(i, invocation)| async move { (i, runner.run_one(invocation).await) })
+                .buffer_unordered(width)
+        })
     }
 
-    /// Runs the parallel-safe calls collected so far, concurrently, in order.
-    async fn run_batch(&self, batch: &mut Vec<ToolInvocation>, outcomes: &mut Vec<ToolOutcome>) {
-        if batch.len() <= 1 {
-            if let Some(invocation) = batch.pop() {
-                outcomes.push(self.run_one(invocation).await);
-            }
-            return;
-        }
-        let done: Vec<ToolOutcome> = futures::stream::iter(batch.drain(..))
-            .map(|invocation| self.run_one(invocation))
-            .buffered(self.limits.max_parallel_tools.max(1))
-            .collect()
-            .await;
-        outcomes.extend(done);
-    }
-
-    async fn run_one(&self, invocation: ToolInvocation) -> ToolOutcome {
+    async fn run_one(self, invocation: ToolInvocation) -> ToolOutcome {
         let ToolInvocation {
             call_id,
             name,
@@ -438,7 +491,7 @@ impl ToolRunner<'_> {
                     ToolErrorKind::Cancelled,
                     format!("`{name}` was not run because the run was cancelled."),
                 )),
-                duration: std::time::Duration::ZERO,
+                duration: Duration::ZERO,
             };
         }
         let span = tracing::info_span!(

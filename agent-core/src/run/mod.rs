@@ -2,15 +2,17 @@
 //!
 //! [`RunState`] is a sans-I/O state machine: given what just happened ([`Input`]) it says
 //! what to do next ([`Action`]): call the model with this request, run these tool calls,
-//! finished, failed. It performs no I/O, owns the history, and serialises, so a run can be
-//! saved between any two steps and resumed elsewhere. [`drive`] is the thin async driver
-//! that carries out its actions with a [`ChatModel`](crate::ChatModel) and a
-//! [`ToolSet`](crate::ToolSet).
+//! pause, finished, failed. Every decision is its own: what the driver reports includes
+//! cancellation, a hook's stop, a budget overrun and a human's approvals, each an input. It
+//! performs no I/O, owns the history, and serialises, so the state after any input is a
+//! complete checkpoint, to be resumed elsewhere. [`drive`] is the thin async driver that
+//! carries out its actions with a [`ChatModel`](crate::ChatModel) and a
+//! [`ToolSet`](crate::ToolSet), and reports what happened.
 
 mod approval;
-mod budget;
 mod control;
 mod driver;
+mod outcome;
 mod repeat;
 mod state;
 
@@ -21,16 +23,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::message::{Message, Usage};
 use crate::model::{ResponseFormat, ToolChoice};
 
-pub use approval::{Approval, Interruption, PendingApproval};
-pub use budget::{
+pub use crate::budget::{
     Budget, BudgetKind, BudgetTracker, Exceeded, OnBudgetExceeded, Price, Prices, Spent,
 };
+pub use approval::{Approval, Interruption, PendingApproval};
 pub use control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
 pub use driver::{RunControls, ToolRunner, drive, drive_with};
-pub use state::{Action, Input, RunState, STATE_VERSION, ToolInvocation, ToolOutcome};
+pub use outcome::{AgentError, PartialRun, RunResult, StopReason};
+pub use state::{
+    Action, BudgetOverrun, Input, RunState, STATE_VERSION, ToolInvocation, ToolOutcome, Veto,
+};
 
 /// What to do when the turn limit is reached while the model still calls tools.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +43,7 @@ pub enum OnMaxTurns {
     /// One last model call with tools disabled asks for the best answer so far.
     #[default]
     WrapUp,
-    /// End with [`AgentError::MaxTurns`](crate::AgentError::MaxTurns), carrying the history.
+    /// End with [`AgentError::MaxTurns`], carrying the history.
     Fail,
 }
 
@@ -73,13 +77,31 @@ pub struct RunLimits {
     pub max_parallel_tools: usize,
     /// The same tool, with the same arguments, giving the same result this many times in a
     /// row: the model is told; once more and the run stops with
-    /// [`AgentError::StuckLoop`](crate::AgentError::StuckLoop) (default 3; 0 turns it off).
+    /// [`AgentError::StuckLoop`] (default 3; 0 turns it off).
     #[serde(default = "default_identical_calls")]
     pub max_identical_calls: u32,
+    /// The most bytes of one tool result the model reads (default 256 KiB). A longer result
+    /// is cut on a character boundary and ends with a note saying how much was cut, so a
+    /// tool that returns 100 MiB cannot flood the request (or the bill).
+    #[serde(default = "default_result_bytes")]
+    pub max_tool_result_bytes: usize,
+    /// The most tool calls one model turn may make (default 128). A turn asking for more is
+    /// refused before anything runs, with
+    /// [`AgentError::TooManyToolCalls`].
+    #[serde(default = "default_calls_per_turn")]
+    pub max_tool_calls_per_turn: u32,
 }
 
 fn default_identical_calls() -> u32 {
     3
+}
+
+fn default_result_bytes() -> usize {
+    256 * 1024
+}
+
+fn default_calls_per_turn() -> u32 {
+    128
 }
 
 impl Default for RunLimits {
@@ -90,7 +112,9 @@ impl Default for RunLimits {
             max_consecutive_tool_failures: 3,
             tool_timeout: Duration::from_secs(60),
             max_parallel_tools: 8,
-            max_identical_calls: 3,
+            max_identical_calls: default_identical_calls(),
+            max_tool_result_bytes: default_result_bytes(),
+            max_tool_calls_per_turn: default_calls_per_turn(),
         }
     }
 }
@@ -135,75 +159,6 @@ pub struct ModelSettings {
     /// Provider-specific request fields.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
-}
-
-/// Why a run ended with an answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The model gave its final answer.
-    Completed,
-    /// The final answer hit the output token limit and may be cut off.
-    OutputLimit,
-    /// The provider filtered the final answer.
-    ContentFilter,
-    /// The turn limit was reached; the answer came from the wrap-up call with tools
-    /// disabled.
-    MaxTurns,
-    /// A budget set to wrap up ran out; the answer came from the wrap-up call with tools
-    /// disabled.
-    BudgetExhausted,
-    /// Paused: tool calls wait for a human's decision (see [`RunResult::interruption`]).
-    AwaitingApproval,
-}
-
-/// The outcome of a finished run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunResult {
-    /// The run's id.
-    pub run_id: String,
-    /// The final answer.
-    pub text: String,
-    /// Every message this run added: the input, each model turn, each tool result.
-    pub new_messages: Vec<Message>,
-    /// Tokens used in total.
-    pub usage: Usage,
-    /// Tokens used by each model call, in order.
-    pub turn_usage: Vec<Usage>,
-    /// How many model calls were made.
-    pub turns: u32,
-    /// Why the run ended.
-    pub stop_reason: StopReason,
-    /// Set when the run paused for approval: the calls waiting and the state to resume.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interruption: Option<Box<Interruption>>,
-}
-
-impl RunResult {
-    /// The result as the history of a run that did not end well (for errors raised after
-    /// the answer came: a hook or guardrail refusing it).
-    pub fn into_partial(self) -> PartialRun {
-        PartialRun {
-            run_id: self.run_id,
-            new_messages: self.new_messages,
-            usage: self.usage,
-            turns: self.turns,
-        }
-    }
-}
-
-/// What a run had done when it ended without an answer. Its messages keep the history
-/// invariant: every tool call in them is answered.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PartialRun {
-    /// The run's id.
-    pub run_id: String,
-    /// The messages the run added so far.
-    pub new_messages: Vec<Message>,
-    /// Tokens used so far.
-    pub usage: Usage,
-    /// How many model calls were made.
-    pub turns: u32,
 }
 
 /// The caller's side of a run: which session, and a token to cancel it.

@@ -1,56 +1,116 @@
 //! The run as a state machine. No I/O, no clocks, no randomness: the same inputs give the
 //! same actions, which is what makes a run testable, resumable and serialisable.
+//!
+//! Every decision of a run is taken here, from inputs: what the model answered, each tool
+//! call's outcome as it finishes, a human's approvals, and what the driver observed around
+//! them (the caller cancelled, a hook said stop, a budget ran out). The state after each
+//! input is a complete checkpoint: serialise it, restore it elsewhere, and the next input
+//! gives the same action.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::approval::{Approval, Interruption, PendingApproval};
+use super::outcome::{AgentError, PartialRun, RunResult, StopReason};
 use super::repeat::{Repeat, RepeatTracker};
-use super::{ModelSettings, OnMaxTurns, PartialRun, RunLimits, RunResult, StopReason};
-use crate::error::{AgentError, ModelError, ToolError, ToolErrorKind};
+use super::{ModelSettings, OnMaxTurns, RunLimits};
+use crate::budget::{Exceeded, OnBudgetExceeded};
+use crate::error::{ModelError, ToolError, ToolErrorKind};
 use crate::message::{Message, ToolCall, ToolResult, Usage, check_history};
 use crate::model::{ChatRequest, ChatResponse, FinishReason, ToolChoice};
 use crate::tool::{ToolOutput, ToolSet};
 
-/// The format version written into every serialised [`RunState`]; a state of another
-/// version is refused on resume rather than misread.
-pub const STATE_VERSION: u32 = 1;
+/// The format version written into every serialised [`RunState`].
+///
+/// Version 2 fingerprints repeated calls with a hash of its own (version 1 used the standard
+/// library's, which may change between Rust releases). A version 1 state is migrated when it
+/// is read; a state of any other version is refused on resume rather than misread.
+pub const STATE_VERSION: u32 = 2;
 
 /// The message the wrap-up call adds to its request (not to the history).
 const WRAP_UP_PROMPT: &str = "You have reached the limit of tool-using turns for this task. \
 Do not call any more tools. Using what you have found so far, give your best final answer now, \
 and say plainly what remains uncertain or unfinished.";
 
-/// What the driver reports to the state machine.
-#[derive(Debug)]
+/// What the driver reports to the state machine: what happened, never what to do.
+#[derive(Clone, Debug)]
 pub enum Input {
     /// Start, or resume after a restore: "what should I do now?"
     Resume,
     /// The model answered.
     ModelResponse(ChatResponse),
+    /// The model answered, and a check made on the answer objected (a hook's `after_model`
+    /// said stop, or the call took a budget past its limit). The answer is recorded first,
+    /// then the objection applies; a final answer over budget is kept.
+    ModelResponseVetoed(ChatResponse, Veto),
     /// The model call failed (after the backend's retries).
     ModelFailed(ModelError),
-    /// The tool calls of the last [`Action::RunTools`] finished, one outcome per invocation.
-    ToolResults(Vec<ToolOutcome>),
-    /// A human's decisions on calls of the last [`Action::AwaitApproval`]. Calls without a
-    /// decision stay pending.
+    /// One tool call of the last [`Action::RunTools`] finished. Report each as it finishes,
+    /// in any order; the results still reach the model in call order, once all are in.
+    ToolFinished(ToolOutcome),
+    /// A human's decisions on calls of the last [`Action::Paused`]. Calls without a decision
+    /// stay pending.
     Approvals(Vec<(String, Approval)>),
+    /// The caller cancelled the run.
+    Cancelled,
+    /// A hook stopped the run (before a model call, or around a tool call), for this reason.
+    Stopped(String),
+    /// A budget check failed: before a model call (with its request) or before a turn's tool
+    /// calls run (with their count).
+    OverBudget(BudgetOverrun),
+}
+
+/// An objection to a model's answer, found before the machine saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Veto {
+    /// A hook said stop, for this reason.
+    Stopped(String),
+    /// The call took a budget past its limit.
+    OverBudget(BudgetOverrun),
+}
+
+/// A budget limit that was broken, and what the budget says to do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BudgetOverrun {
+    /// Which limit, and by how much.
+    pub exceeded: Exceeded,
+    /// Fail, or wrap up with one last call without tools.
+    pub on_exceeded: OnBudgetExceeded,
 }
 
 /// What the state machine asks the driver to do.
 #[derive(Debug)]
 pub enum Action {
-    /// Call the model with this request.
+    /// Check the budget for this request, then call the model with it.
     CallModel(ChatRequest),
-    /// Run these tool calls (already checked against their schemas) and report their
-    /// outcomes. Calls that failed the checks have been answered already.
-    RunTools(Vec<ToolInvocation>),
-    /// Some calls need a human's decision: pause, ask, and come back with
-    /// [`Input::Approvals`].
-    AwaitApproval(Vec<PendingApproval>),
+    /// The wrap-up call: tools disabled, for the best answer so far. Not checked against the
+    /// budget (it may go over by this one call).
+    WrapUp(ChatRequest),
+    /// Check the budget for `run.len()` tool calls, then run them (already checked against
+    /// their schemas) and report each outcome as it finishes with [`Input::ToolFinished`].
+    /// `refused` are calls the checks answered already (unknown tool, invalid arguments), for
+    /// the driver to report. When `run` is empty there is nothing to wait for: step with
+    /// [`Input::Resume`].
+    RunTools {
+        /// The calls to run, in call order.
+        run: Vec<ToolInvocation>,
+        /// The calls the checks refused, with the results the model will read.
+        refused: Vec<ToolResult>,
+    },
+    /// Other calls of this turn are still running: report the next one that finishes.
+    AwaitTools,
+    /// Some calls need a human's decision: the run pauses with this result (its
+    /// `interruption` holds the calls and the state to resume), to continue with
+    /// [`Input::Approvals`]. `refused` as in [`Action::RunTools`].
+    Paused {
+        /// The paused run.
+        result: RunResult,
+        /// The calls the checks refused in this turn.
+        refused: Vec<ToolResult>,
+    },
     /// The run is over.
     Finished(RunResult),
     /// The run failed.
@@ -99,6 +159,93 @@ enum Slot {
     },
 }
 
+/// The slots of one turn, in call order, with an index by call id and a count of the open
+/// ones, so that each outcome costs the same however many calls the turn made. The index
+/// is derived from the list (rebuilt after a restore), so only the list is saved.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Slots {
+    list: Vec<Slot>,
+    #[serde(skip)]
+    index: Option<SlotIndex>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct SlotIndex {
+    /// Only for turns with more calls than a scan is worth.
+    by_id: Option<HashMap<String, usize>>,
+    open: usize,
+}
+
+/// Up to this many calls, finding one by scanning is cheaper than hashing.
+const SCAN_LIMIT: usize = 8;
+
+// The index is derived: equality and `Debug` look at the slots alone, so a restored state
+// equals (and prints as) the one it was saved from.
+impl std::fmt::Debug for Slots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.list.fmt(f)
+    }
+}
+
+impl PartialEq for Slots {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Slots {
+    fn new(list: Vec<Slot>) -> Self {
+        Slots { list, index: None }
+    }
+
+    fn index(&mut self) -> &mut SlotIndex {
+        let list = &self.list;
+        self.index.get_or_insert_with(|| SlotIndex {
+            by_id: (list.len() > SCAN_LIMIT).then(|| {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, slot)| (slot.call_id().to_owned(), i))
+                    .collect()
+            }),
+            open: list.iter().filter(|s| s.is_open()).count(),
+        })
+    }
+
+    fn find(&mut self, call_id: &str) -> Option<usize> {
+        match &self.index().by_id {
+            Some(by_id) => by_id.get(call_id).copied(),
+            None => self.list.iter().position(|s| s.call_id() == call_id),
+        }
+    }
+
+    /// How many calls are not answered yet.
+    fn open(&mut self) -> usize {
+        self.index().open
+    }
+
+    fn set(&mut self, i: usize, slot: Slot) {
+        let (was, now) = (self.list[i].is_open(), slot.is_open());
+        let index = self.index();
+        index.open = index.open + usize::from(now) - usize::from(was);
+        self.list[i] = slot;
+    }
+}
+
+impl Slot {
+    fn call_id(&self) -> &str {
+        match self {
+            Slot::Answered { result } => &result.call_id,
+            Slot::Pending { invocation } => &invocation.call_id,
+            Slot::AwaitingApproval { call, .. } => &call.id,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        !matches!(self, Slot::Answered { .. })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 enum Phase {
@@ -110,13 +257,13 @@ enum Phase {
         #[serde(default)]
         budget: bool,
     },
-    /// Next: run the pending tool calls.
-    RunTools { slots: Vec<Slot> },
+    /// The calls of the last model turn: run, waiting for a human, or answered.
+    RunTools { slots: Slots },
     /// Over.
     Done,
 }
 
-/// The state of one run, between two steps. Serialise it to pause a run; deserialise and
+/// The state of one run, between two inputs. Serialise it to pause a run; deserialise and
 /// call [`step`](RunState::step) with [`Input::Resume`] to continue.
 ///
 /// ```
@@ -136,6 +283,8 @@ enum Phase {
 /// assert_eq!(restored, state);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+// Read through `SavedState`, so that reading a state migrates an older format.
+#[serde(from = "SavedState")]
 pub struct RunState {
     version: u32,
     run_id: String,
@@ -157,10 +306,60 @@ pub struct RunState {
     #[serde(default)]
     last_call: RepeatTracker,
     phase: Phase,
-    /// Results of calls the last model turn made that the checks refused (unknown tool,
-    /// invalid arguments), for the driver to report; drained after each step.
-    #[serde(skip)]
-    refused: Vec<ToolResult>,
+}
+
+/// A [`RunState`] as saved, of any format version this build can read; the same fields
+/// (the compiler checks that the two lists match, in `From` below).
+#[derive(Deserialize)]
+struct SavedState {
+    version: u32,
+    run_id: String,
+    messages: Arc<Vec<Message>>,
+    new_from: usize,
+    settings: ModelSettings,
+    limits: RunLimits,
+    turns: u32,
+    usage: Usage,
+    turn_usage: Vec<Usage>,
+    failures: BTreeMap<String, u32>,
+    #[serde(default)]
+    last_call: RepeatTracker,
+    phase: Phase,
+}
+
+impl From<SavedState> for RunState {
+    fn from(saved: SavedState) -> Self {
+        let SavedState {
+            version,
+            run_id,
+            messages,
+            new_from,
+            settings,
+            limits,
+            turns,
+            usage,
+            turn_usage,
+            failures,
+            last_call,
+            phase,
+        } = saved;
+        let mut state = RunState {
+            version,
+            run_id,
+            messages,
+            new_from,
+            settings,
+            limits,
+            turns,
+            usage,
+            turn_usage,
+            failures,
+            last_call,
+            phase,
+        };
+        state.migrate();
+        state
+    }
 }
 
 impl RunState {
@@ -189,8 +388,32 @@ impl RunState {
             failures: BTreeMap::new(),
             last_call: RepeatTracker::default(),
             phase: Phase::CallModel,
-            refused: Vec::new(),
         }
+    }
+
+    /// Brings a state of an older format to this one. Version 1 differs only in how the last
+    /// call's fingerprint was hashed: it is recomputed from the history (the last tool
+    /// result and its call), keeping its count.
+    fn migrate(&mut self) {
+        if self.version != 1 {
+            return;
+        }
+        let last_result = self.messages.iter().rev().find_map(|m| match m {
+            Message::Tool(result) => Some(result),
+            _ => None,
+        });
+        if let Some(result) = last_result {
+            let args = self
+                .messages
+                .iter()
+                .rev()
+                .filter_map(Message::as_assistant)
+                .flat_map(|a| &a.tool_calls)
+                .find(|c| c.id == result.call_id)
+                .map_or("", |c| c.arguments.as_str());
+            self.last_call.refingerprint(result, args);
+        }
+        self.version = STATE_VERSION;
     }
 
     /// The run's id.
@@ -207,7 +430,6 @@ impl RunState {
         Arc::make_mut(&mut self.messages).push(message);
     }
 
-    /// Takes this run's messages out (the run is over).
     /// Takes this run's messages out; the context (instructions, earlier history) stays,
     /// so a reopened run still sends it.
     fn take_new_messages(&mut self) -> Vec<Message> {
@@ -216,13 +438,6 @@ impl RunState {
         let new = all.split_off(self.new_from.min(all.len()));
         self.messages = Arc::new(all);
         new
-    }
-
-    /// Takes the results of calls the checks refused in the last step (unknown tool,
-    /// arguments that are not valid JSON or break the schema): they never run, so this is
-    /// the only place a driver sees them before the history does.
-    pub fn take_refused(&mut self) -> Vec<ToolResult> {
-        std::mem::take(&mut self.refused)
     }
 
     /// The request options of every model call.
@@ -259,88 +474,91 @@ impl RunState {
                 self.version
             )));
         }
+        if self.phase == Phase::Done {
+            return Action::Failed(AgentError::InvalidState("the run is already over".into()));
+        }
         match input {
-            Input::Resume => {}
-            Input::ModelResponse(response) => {
-                if let Some(action) = self.on_model_response(tools, response) {
-                    return action;
+            Input::Resume => self.next_action(tools),
+            Input::ModelResponse(response) => self.on_model_response(tools, response),
+            Input::ModelResponseVetoed(response, veto) => {
+                match (self.on_model_response(tools, response), veto) {
+                    (Action::Failed(error), _) => Action::Failed(error),
+                    // The answer is in the history; the hook's stop ends the run there.
+                    (Action::Finished(result), Veto::Stopped(reason)) => {
+                        Action::Failed(AgentError::Stopped {
+                            reason,
+                            partial: Box::new(result.into_partial()),
+                        })
+                    }
+                    // A final answer is kept even if it went over the budget.
+                    (Action::Finished(result), Veto::OverBudget(_)) => Action::Finished(result),
+                    (_, Veto::Stopped(reason)) => self.on_stopped(reason),
+                    (_, Veto::OverBudget(overrun)) => self.on_over_budget(tools, overrun),
                 }
             }
             Input::ModelFailed(error) => {
                 self.phase = Phase::Done;
-                return Action::Failed(AgentError::Model {
+                Action::Failed(AgentError::Model {
                     source: error,
                     partial: Box::new(self.take_partial()),
-                });
+                })
             }
-            Input::ToolResults(outcomes) => {
-                if let Some(action) = self.on_tool_results(outcomes) {
-                    return action;
-                }
+            Input::ToolFinished(outcome) => self.on_tool_finished(tools, outcome),
+            Input::Approvals(decisions) => self.on_approvals(tools, decisions),
+            Input::Cancelled => {
+                self.close_open("the run was cancelled before this call finished");
+                Action::Failed(AgentError::Cancelled {
+                    partial: Box::new(self.take_partial()),
+                })
             }
-            Input::Approvals(decisions) => {
-                if let Some(action) = self.on_approvals(tools, decisions) {
-                    return action;
-                }
-            }
-        }
-        self.next_action(tools)
-    }
-
-    /// Ends the run as cancelled: every pending tool call is answered with a cancellation
-    /// result so the history keeps its invariant, and the error carries that history.
-    pub fn cancel(&mut self) -> AgentError {
-        self.close_pending("the run was cancelled before this call finished");
-        AgentError::Cancelled {
-            partial: Box::new(self.take_partial()),
+            Input::Stopped(reason) => self.on_stopped(reason),
+            Input::OverBudget(overrun) => self.on_over_budget(tools, overrun),
         }
     }
 
-    /// Ends the run because a hook or guardrail said so, with the same guarantee as
-    /// [`cancel`](Self::cancel): no call is left unanswered.
-    pub fn stop(&mut self, reason: impl Into<String>) -> AgentError {
-        let reason = reason.into();
-        self.close_pending(&format!(
+    /// Ends the run because a hook said so: no call is left unanswered.
+    fn on_stopped(&mut self, reason: String) -> Action {
+        self.close_open(&format!(
             "the run was stopped before this call finished ({reason})"
         ));
-        AgentError::Stopped {
+        Action::Failed(AgentError::Stopped {
             reason,
             partial: Box::new(self.take_partial()),
+        })
+    }
+
+    /// A budget ran out: fail, or make the next model call the wrap-up call (open calls are
+    /// answered with why they were not run). The wrap-up call itself is never refused.
+    fn on_over_budget(&mut self, tools: &ToolSet, overrun: BudgetOverrun) -> Action {
+        if matches!(self.phase, Phase::WrapUp { .. }) {
+            return self.next_action(tools);
+        }
+        let kind = overrun.exceeded.kind;
+        match overrun.on_exceeded {
+            OnBudgetExceeded::Fail => {
+                self.close_open(&format!("the {kind} budget was exceeded"));
+                Action::Failed(AgentError::BudgetExceeded {
+                    kind,
+                    limit: overrun.exceeded.limit,
+                    used: overrun.exceeded.used,
+                    partial: Box::new(self.take_partial()),
+                })
+            }
+            OnBudgetExceeded::WrapUp => {
+                self.close_open(&format!(
+                    "the {kind} budget was exceeded, so this call was not run"
+                ));
+                self.phase = Phase::WrapUp { budget: true };
+                self.next_action(tools)
+            }
         }
     }
 
-    /// Ends the run because a budget ran out; open calls are answered first.
-    pub(crate) fn over_budget(&mut self, exceeded: super::budget::Exceeded) -> AgentError {
-        self.close_pending(&format!("the {} budget was exceeded", exceeded.kind));
-        AgentError::BudgetExceeded {
-            kind: exceeded.kind,
-            limit: exceeded.limit,
-            used: exceeded.used,
-            partial: Box::new(self.take_partial()),
-        }
-    }
-
-    /// Makes the next model call the wrap-up call (tools disabled); open calls are answered
-    /// with why they were not run.
-    pub(crate) fn wrap_up_now(&mut self, why: &str) {
-        self.answer_open_calls(why);
-        self.phase = Phase::WrapUp { budget: true };
-    }
-
-    /// Whether the next model call is the wrap-up call.
-    pub fn is_wrapping_up(&self) -> bool {
-        matches!(self.phase, Phase::WrapUp { .. })
-    }
-
-    /// Answers every call still open with an error saying why, and ends the run.
-    fn close_pending(&mut self, why: &str) {
-        self.answer_open_calls(why);
-        self.phase = Phase::Done;
-    }
-
-    fn answer_open_calls(&mut self, why: &str) {
+    /// Answers every call still open with an error saying why, records the turn's results
+    /// in call order, and ends the run (the caller may set another phase after).
+    fn close_open(&mut self, why: &str) {
         if let Phase::RunTools { slots } = std::mem::replace(&mut self.phase, Phase::Done) {
-            for slot in slots {
+            for slot in slots.list {
                 let result = match slot {
                     Slot::Answered { result } => result,
                     Slot::Pending { invocation } => ToolResult {
@@ -360,39 +578,56 @@ impl RunState {
 
     /// The action for the current phase.
     fn next_action(&mut self, tools: &ToolSet) -> Action {
-        match &self.phase {
+        match &mut self.phase {
             Phase::CallModel => self.model_request(tools, false),
             Phase::WrapUp { .. } => self.model_request(tools, true),
             Phase::RunTools { slots } => {
-                let waiting: Vec<PendingApproval> = slots
-                    .iter()
-                    .filter_map(|s| match s {
-                        Slot::AwaitingApproval { call, problem, .. } => Some(PendingApproval {
-                            call_id: call.id.clone(),
-                            name: call.name.clone(),
-                            arguments: call.arguments.clone(),
-                            problem: problem.clone(),
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                if !waiting.is_empty() {
-                    return Action::AwaitApproval(waiting);
+                if slots.open() == 0 {
+                    self.finish_turn(tools)
+                } else {
+                    self.tool_action(Vec::new())
                 }
-                Action::RunTools(
-                    slots
-                        .iter()
-                        .filter_map(|s| match s {
-                            Slot::Pending { invocation } => Some(invocation.clone()),
-                            _ => None,
-                        })
-                        .collect(),
-                )
             }
             Phase::Done => {
                 Action::Failed(AgentError::InvalidState("the run is already over".into()))
             }
         }
+    }
+
+    /// While a turn's calls are open: pause for the calls that wait for a human, else run
+    /// the pending ones.
+    fn tool_action(&self, refused: Vec<ToolResult>) -> Action {
+        let Phase::RunTools { slots } = &self.phase else {
+            return Action::Failed(AgentError::InvalidState("no tool calls are open".into()));
+        };
+        let waiting: Vec<PendingApproval> = slots
+            .list
+            .iter()
+            .filter_map(|s| match s {
+                Slot::AwaitingApproval { call, problem, .. } => Some(PendingApproval {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    problem: problem.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        if !waiting.is_empty() {
+            return Action::Paused {
+                result: self.paused_result(waiting),
+                refused,
+            };
+        }
+        let run = slots
+            .list
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Pending { invocation } => Some(invocation.clone()),
+                _ => None,
+            })
+            .collect();
+        Action::RunTools { run, refused }
     }
 
     fn model_request(&mut self, tools: &ToolSet, wrap_up: bool) -> Action {
@@ -410,7 +645,7 @@ impl RunState {
             Arc::clone(&self.messages)
         };
         let s = &self.settings;
-        Action::CallModel(ChatRequest {
+        let request = ChatRequest {
             messages,
             tools: tools.specs().clone(),
             tool_choice: if wrap_up {
@@ -423,17 +658,22 @@ impl RunState {
             stop: s.stop.clone(),
             response_format: s.response_format.clone(),
             extra: s.extra.clone(),
-        })
+        };
+        if wrap_up {
+            Action::WrapUp(request)
+        } else {
+            Action::CallModel(request)
+        }
     }
 
-    fn on_model_response(&mut self, tools: &ToolSet, response: ChatResponse) -> Option<Action> {
+    fn on_model_response(&mut self, tools: &ToolSet, response: ChatResponse) -> Action {
         let (wrap_up, budget) = match self.phase {
             Phase::CallModel => (false, false),
             Phase::WrapUp { budget } => (true, budget),
             _ => {
-                return Some(Action::Failed(AgentError::InvalidState(
+                return Action::Failed(AgentError::InvalidState(
                     "a model response arrived while no model call was pending".into(),
-                )));
+                ));
             }
         };
         self.turns += 1;
@@ -459,10 +699,23 @@ impl RunState {
                 }
             };
             self.phase = Phase::Done;
-            return Some(Action::Finished(self.take_result(text, stop_reason)));
+            return Action::Finished(self.take_result(text, stop_reason));
+        }
+
+        // Refused before any bookkeeping, so a turn of a hundred thousand calls costs no
+        // more than reading it.
+        let limit = self.limits.max_tool_calls_per_turn;
+        if message.tool_calls.len() > limit as usize {
+            self.phase = Phase::Done;
+            return Action::Failed(AgentError::TooManyToolCalls {
+                calls: message.tool_calls.len(),
+                limit,
+                partial: Box::new(self.take_partial()),
+            });
         }
 
         ensure_unique_ids(&mut message.tool_calls, self.turns);
+        let mut refused = Vec::new();
         let slots: Vec<Slot> = message
             .tool_calls
             .iter()
@@ -487,61 +740,68 @@ impl RunState {
                             args,
                         },
                     },
-                    Err(error) => Slot::Answered {
-                        result: error_result(call, &error),
-                    },
+                    Err(error) => {
+                        let result = error_result(call, &error);
+                        refused.push(result.clone());
+                        Slot::Answered { result }
+                    }
                 }
             })
             .collect();
-        self.refused
-            .extend(slots.iter().filter_map(|slot| match slot {
-                Slot::Answered { result } => Some(result.clone()),
-                _ => None,
-            }));
         self.push(Message::Assistant(message));
+        let mut slots = Slots::new(slots);
+        let open = slots.open();
         self.phase = Phase::RunTools { slots };
-        if self.pending_count() == 0 {
-            // Every call was refused by the checks: record them now.
-            return self.on_tool_results(Vec::new());
+        if open == 0 && refused.is_empty() {
+            return self.finish_turn(tools);
         }
-        None
+        self.tool_action(refused)
     }
 
-    fn pending_count(&self) -> usize {
-        match &self.phase {
-            Phase::RunTools { slots } => slots
-                .iter()
-                .filter(|s| !matches!(s, Slot::Answered { .. }))
-                .count(),
-            _ => 0,
-        }
-    }
-
-    fn on_tool_results(&mut self, outcomes: Vec<ToolOutcome>) -> Option<Action> {
-        let Phase::RunTools { slots } = std::mem::replace(&mut self.phase, Phase::CallModel) else {
-            return Some(Action::Failed(AgentError::InvalidState(
-                "tool results arrived while no tool call was pending".into(),
-            )));
+    fn on_tool_finished(&mut self, tools: &ToolSet, outcome: ToolOutcome) -> Action {
+        let cap = self.limits.max_tool_result_bytes;
+        let Phase::RunTools { slots } = &mut self.phase else {
+            return Action::Failed(AgentError::InvalidState(
+                "a tool outcome arrived while no tool call was pending".into(),
+            ));
         };
-        let mut outcomes: BTreeMap<String, Result<ToolOutput, ToolError>> = outcomes
-            .into_iter()
-            .map(|o| (o.call_id, o.result))
-            .collect();
+        // An outcome for a call that is not pending (unknown, or reported twice) changes
+        // nothing.
+        if let Some(i) = slots.find(&outcome.call_id)
+            && let Slot::Pending { invocation } = &slots.list[i]
+        {
+            let call = ToolCall::raw(outcome.call_id, invocation.name.clone(), String::new());
+            let mut result = match outcome.result {
+                Ok(output) => ToolResult::ok(&call, output.into_content()),
+                Err(error) => error_result(&call, &error),
+            };
+            result.content = cap_tool_result(result.content, cap);
+            slots.set(i, Slot::Answered { result });
+        }
+        if slots.open() == 0 {
+            return self.finish_turn(tools);
+        }
+        Action::AwaitTools
+    }
+
+    /// Every call of the turn is answered: the results go into the history in call order,
+    /// then the limits decide what comes next.
+    fn finish_turn(&mut self, tools: &ToolSet) -> Action {
+        let Phase::RunTools { slots } = std::mem::replace(&mut self.phase, Phase::CallModel) else {
+            return Action::Failed(AgentError::InvalidState(
+                "tool results arrived while no tool call was pending".into(),
+            ));
+        };
         let mut over_limit: Option<(String, u32, String)> = None;
         let mut stuck: Option<(String, u32)> = None;
-        let arguments: Vec<(String, String)> = self
+        let mut results = Vec::with_capacity(slots.list.len());
+        // The turn's calls, in the same order as the slots (the turn's message is the last).
+        let calls: &[ToolCall] = self
             .messages
-            .iter()
-            .rev()
-            .find_map(Message::as_assistant)
-            .map(|a| {
-                a.tool_calls
-                    .iter()
-                    .map(|c| (c.id.clone(), c.arguments.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for slot in slots {
+            .last()
+            .and_then(Message::as_assistant)
+            .map_or(&[], |a| &a.tool_calls);
+        for (n, slot) in slots.list.into_iter().enumerate() {
             let mut result = match slot {
                 Slot::Answered { result } => result,
                 Slot::AwaitingApproval { call, .. } => ToolResult::error(
@@ -550,17 +810,13 @@ impl RunState {
                 ),
                 Slot::Pending { invocation } => {
                     let call = ToolCall::raw(invocation.call_id, invocation.name, String::new());
-                    match outcomes.remove(&call.id) {
-                        Some(Ok(output)) => ToolResult::ok(&call, output.into_content()),
-                        Some(Err(error)) => error_result(&call, &error),
-                        None => error_result(
-                            &call,
-                            &ToolError::new(
-                                ToolErrorKind::Failed,
-                                format!("`{}` returned no result.", call.name),
-                            ),
+                    error_result(
+                        &call,
+                        &ToolError::new(
+                            ToolErrorKind::Failed,
+                            format!("`{}` returned no result.", call.name),
                         ),
-                    }
+                    )
                 }
             };
             let count = self.failures.entry(result.name.clone()).or_insert(0);
@@ -572,10 +828,10 @@ impl RunState {
             } else {
                 *count = 0;
             }
-            let args = arguments
-                .iter()
-                .find(|(id, _)| *id == result.call_id)
-                .map_or("", |(_, a)| a.as_str());
+            let args = calls
+                .get(n)
+                .filter(|c| c.id == result.call_id)
+                .map_or("", |c| c.arguments.as_str());
             match self
                 .last_call
                 .observe(&result, args, self.limits.max_identical_calls)
@@ -593,62 +849,56 @@ impl RunState {
                     }
                 }
             }
-            self.push(Message::Tool(result));
+            results.push(Message::Tool(result));
         }
+        Arc::make_mut(&mut self.messages).extend(results);
         if let Some((tool, repeats)) = stuck {
             self.phase = Phase::Done;
-            return Some(Action::Failed(AgentError::StuckLoop {
+            return Action::Failed(AgentError::StuckLoop {
                 tool,
                 repeats,
                 partial: Box::new(self.take_partial()),
-            }));
+            });
         }
         if let Some((tool, failures, last_error)) = over_limit {
             self.phase = Phase::Done;
-            return Some(Action::Failed(AgentError::ToolFailureLimit {
+            return Action::Failed(AgentError::ToolFailureLimit {
                 tool,
                 failures,
                 last_error,
                 partial: Box::new(self.take_partial()),
-            }));
+            });
         }
         if self.turns >= self.limits.max_turns {
             match self.limits.on_max_turns {
                 OnMaxTurns::WrapUp => self.phase = Phase::WrapUp { budget: false },
                 OnMaxTurns::Fail => {
                     self.phase = Phase::Done;
-                    return Some(Action::Failed(AgentError::MaxTurns {
+                    return Action::Failed(AgentError::MaxTurns {
                         max_turns: self.limits.max_turns,
                         partial: Box::new(self.take_partial()),
-                    }));
+                    });
                 }
             }
         }
-        None
+        self.next_action(tools)
     }
 
-    fn on_approvals(
-        &mut self,
-        tools: &ToolSet,
-        decisions: Vec<(String, Approval)>,
-    ) -> Option<Action> {
+    fn on_approvals(&mut self, tools: &ToolSet, decisions: Vec<(String, Approval)>) -> Action {
         let Phase::RunTools { slots } = &mut self.phase else {
-            return Some(Action::Failed(AgentError::InvalidState(
+            return Action::Failed(AgentError::InvalidState(
                 "approvals arrived while no call was waiting for one".into(),
-            )));
+            ));
         };
         for (call_id, decision) in decisions {
-            let Some(slot) = slots
-                .iter_mut()
-                .find(|s| matches!(s, Slot::AwaitingApproval { call, .. } if call.id == call_id))
-            else {
+            let Some(i) = slots.find(&call_id) else {
                 continue;
             };
             let Slot::AwaitingApproval {
                 call,
                 args,
                 problem,
-            } = slot
+            } = &mut slots.list[i]
             else {
                 continue;
             };
@@ -688,12 +938,9 @@ impl RunState {
                     }
                 }
             };
-            *slot = next;
+            slots.set(i, next);
         }
-        if self.pending_count() == 0 {
-            return self.on_tool_results(Vec::new());
-        }
-        None
+        self.next_action(tools)
     }
 
     /// Reopens a finished run to send the model feedback on its answer (an output
@@ -712,7 +959,7 @@ impl RunState {
 
     /// The result of a run paused for approval: what it did so far, the calls waiting, and
     /// the state to resume from (which this one stays, too).
-    pub(crate) fn interrupted_result(&self, pending: Vec<PendingApproval>) -> RunResult {
+    fn paused_result(&self, pending: Vec<PendingApproval>) -> RunResult {
         RunResult {
             run_id: self.run_id.clone(),
             text: String::new(),
@@ -756,21 +1003,85 @@ fn error_result(call: &ToolCall, error: &ToolError) -> ToolResult {
     ToolResult::error(call, format!("Error: {}", error.message))
 }
 
+/// Cuts a tool result to at most `limit` bytes (on a character boundary) and says how much
+/// was cut, so the model knows it did not see everything.
+pub(crate) fn cap_tool_result(mut content: String, limit: usize) -> String {
+    if content.len() <= limit {
+        return content;
+    }
+    let mut end = limit;
+    while !content.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = content.len() - end;
+    content.truncate(end);
+    content.push_str(&format!(
+        "\n\n[cut: {cut} more bytes of this result were not shown (results are limited to \
+         {limit} bytes)]"
+    ));
+    content
+}
+
 /// Some models send empty or repeated call ids; results are paired by id, so every call of a
-/// turn gets a unique, non-empty one.
+/// turn gets a unique, non-empty one. Linear in the number of calls.
 fn ensure_unique_ids(calls: &mut [ToolCall], turn: u32) {
-    for i in 0..calls.len() {
-        let clash = calls[i].id.is_empty() || calls[..i].iter().any(|c| c.id == calls[i].id);
-        if clash {
-            let mut n = i;
-            loop {
-                let id = format!("call_{turn}_{n}");
-                if !calls.iter().any(|c| c.id == id) {
-                    calls[i].id = id;
-                    break;
-                }
-                n += calls.len();
+    let clashes: Vec<usize> = if calls.len() <= SCAN_LIMIT {
+        (0..calls.len())
+            .filter(|&i| calls[i].id.is_empty() || calls[..i].iter().any(|c| c.id == calls[i].id))
+            .collect()
+    } else {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(calls.len());
+        calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.id.is_empty() || !seen.insert(c.id.as_str()))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    if clashes.is_empty() {
+        return;
+    }
+    let mut taken: HashSet<String> = calls.iter().map(|c| c.id.clone()).collect();
+    for i in clashes {
+        let mut n = i;
+        loop {
+            let id = format!("call_{turn}_{n}");
+            if taken.insert(id.clone()) {
+                calls[i].id = id;
+                break;
             }
+            n += calls.len();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_result_is_cut_on_a_character_boundary_and_says_how_much() {
+        let text = "é".repeat(10); // 20 bytes
+        let cut = cap_tool_result(text.clone(), 5);
+        assert!(cut.starts_with("éé"), "{cut}");
+        assert!(!cut.starts_with("ééé"), "{cut}");
+        assert!(cut.contains("16 more bytes"), "{cut}");
+        assert_eq!(cap_tool_result(text.clone(), 20), text);
+    }
+
+    #[test]
+    fn repeated_and_empty_ids_become_unique() {
+        let mut calls = vec![
+            ToolCall::raw("a", "t", "{}"),
+            ToolCall::raw("a", "t", "{}"),
+            ToolCall::raw("", "t", "{}"),
+            ToolCall::raw("call_1_1", "t", "{}"),
+        ];
+        ensure_unique_ids(&mut calls, 1);
+        let ids: HashSet<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), 4);
+        assert!(ids.iter().all(|id| !id.is_empty()));
+        assert_eq!(calls[0].id, "a");
+        assert_eq!(calls[3].id, "call_1_1");
     }
 }

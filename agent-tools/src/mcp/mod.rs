@@ -32,11 +32,14 @@
 
 mod client;
 mod content;
+mod error;
+mod handler;
 mod server;
 mod stdio;
 mod tools;
 
-pub use client::{McpClient, McpClientBuilder, McpError, McpToolInfo};
+pub use client::{McpClient, McpClientBuilder, McpToolInfo};
+pub use error::McpError;
 pub use server::McpServer;
 
 /// The rmcp version this module is built and tested against.

@@ -14,7 +14,8 @@ use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::client::{Handler, McpError, handshake_reason};
+use super::error::{McpError, handshake_reason};
+use super::handler::Handler;
 
 /// How many lines of a stdio server's stderr are kept for error messages.
 const STDERR_TAIL_LINES: usize = 20;

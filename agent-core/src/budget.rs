@@ -2,10 +2,13 @@
 //! tool calls, tokens, money and time.
 //!
 //! A [`BudgetTracker`] holds the limits and the spending so far; it travels in the
-//! [`RunContext`](super::RunContext) and in each tool's context, so an agent used as a tool
-//! spends from the same budget. The driver checks it before each model call (with an
+//! [`RunContext`](crate::RunContext) and in each tool's context, so an agent used as a tool
+//! spends from the same budget. The run's driver checks it before each model call (with an
 //! estimate of the request's size) and after it (with the real usage), and before each
-//! batch of tool calls.
+//! batch of tool calls, and reports what it found to the run's state machine, which decides.
+//!
+//! This module sits below tools and runs (it knows messages and requests, nothing above):
+//! re-exported as `agent_core::run::{Budget, BudgetTracker, ..}`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -93,7 +96,7 @@ impl fmt::Display for BudgetKind {
 }
 
 /// An exceeded limit: which, the limit, and what would have been (or was) spent.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Exceeded {
     /// Which limit.
     pub kind: BudgetKind,
