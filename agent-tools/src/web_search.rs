@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_core::backends::ApiKey;
+use agent_core::secret::ApiKey;
 use agent_core::{ToolContext, ToolError, ToolMeta, ToolOutput, TypedTool, async_trait};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
