@@ -87,10 +87,21 @@ impl DynamicTools {
         approval: &Option<ApprovalPolicy>,
     ) -> Result<(Vec<u64>, ToolSet), ToolSetError> {
         let versions = sources.iter().map(|s| s.version()).collect();
-        let all = fixed
-            .iter()
-            .cloned()
-            .chain(sources.iter().flat_map(|s| s.tools()));
+        // The agent's own tools win: a source's tool that takes a name already in use is
+        // left out (a server cannot stop the agent from building, or shadow `read_file`).
+        let mut names: std::collections::HashSet<String> =
+            fixed.iter().map(|t| t.name().to_owned()).collect();
+        let mut all = fixed.to_vec();
+        for tool in sources.iter().flat_map(|s| s.tools()) {
+            if names.insert(tool.name().to_owned()) {
+                all.push(tool);
+            } else {
+                tracing::warn!(
+                    "a tool source's `{}` is left out: the agent already has a tool of that name",
+                    tool.name()
+                );
+            }
+        }
         let mut tools = ToolSet::new(all)?;
         if let Some(policy) = approval {
             tools = tools.with_approval_policy(policy.clone());
@@ -584,8 +595,9 @@ impl LlmAgentBuilder {
     }
 
     /// Adds tools that can change while the agent lives (an MCP server's, say): each run
-    /// starts with the source's tools of that moment. A change that would make two tools
-    /// share a name is not taken (the agent keeps the last good set and logs a warning).
+    /// starts with the source's tools of that moment. A source's tool named like a tool the
+    /// agent already has (its own, or an earlier source's) is left out with a warning: the
+    /// agent's own tools always win.
     pub fn tool_source(mut self, source: Arc<dyn ToolSource>) -> Self {
         self.sources.push(source);
         self
