@@ -3,7 +3,7 @@
 //!
 //! Every path a model gives is parsed (no `..`, no absolute path outside the root, no NUL)
 //! and then opened relative to a handle on the root, one component at a time, refusing a
-//! symbolic link at every step ([`beneath`]): nothing is checked by name and opened later,
+//! symbolic link at every step: nothing is checked by name and opened later,
 //! so a folder swapped for a link during a call never leads outside. Only regular files with
 //! a single hard link are read or written (no devices, FIFOs, sockets, or links to files
 //! elsewhere), within size caps; writes into `.git` are refused unless allowed. Listings show
