@@ -119,8 +119,13 @@ async fn a_command_that_outlives_its_timeout_is_killed_with_its_children() {
     // The background grandchild is gone too (give the kernel a moment to reap it).
     let mut alive = true;
     for _ in 0..50 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        alive = !status.is_empty() && !status.contains("State:\tZ");
+        // `ps -o stat=` (any Unix): nothing once it is gone, `Z...` while a zombie.
+        let state = std::process::Command::new("ps")
+            .args(["-o", "stat=", "-p", &pid.to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        alive = !state.is_empty() && !state.starts_with('Z');
         if !alive {
             break;
         }
