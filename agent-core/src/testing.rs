@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::{ModelError, ModelErrorKind};
-use crate::message::{ToolCall, Usage};
+use crate::message::ToolCall;
 use crate::model::{ChatModel, ChatRequest, ChatResponse};
 
 type ReplyFn = Box<dyn Fn(&ChatRequest) -> Result<ChatResponse, ModelError> + Send + Sync>;
@@ -195,25 +195,6 @@ impl ScriptedModel {
     }
 }
 
-fn estimate_tokens(chars: usize) -> u64 {
-    (chars as u64).div_ceil(4)
-}
-
-fn estimate_usage(request: &ChatRequest, response: &ChatResponse) -> Usage {
-    let output = response.message.content.len()
-        + response
-            .message
-            .tool_calls
-            .iter()
-            .map(|c| c.name.len() + c.arguments.len())
-            .sum::<usize>();
-    Usage {
-        input_tokens: request.estimated_input_tokens(),
-        output_tokens: estimate_tokens(output),
-        ..Default::default()
-    }
-}
-
 #[async_trait]
 impl ChatModel for ScriptedModel {
     fn provider(&self) -> &str {
@@ -250,9 +231,7 @@ impl ChatModel for ScriptedModel {
             }
         };
         self.fill_ids(&mut response);
-        if response.usage == Usage::default() {
-            response.usage = estimate_usage(request, &response);
-        }
+        response.fill_missing_usage(request);
         Ok(response)
     }
 }

@@ -273,6 +273,7 @@ fn usage_from(value: &Value) -> Usage {
         output_tokens: n("output_tokens"),
         cached_input_tokens: cache_read,
         reasoning_tokens: 0,
+        estimated: false,
     }
 }
 
@@ -671,7 +672,8 @@ mod tests {
                 input_tokens: 105,
                 output_tokens: 7,
                 cached_input_tokens: 90,
-                reasoning_tokens: 0
+                reasoning_tokens: 0,
+                estimated: false,
             }
         );
         assert_eq!(response.finish_reason, FinishReason::ToolCalls);

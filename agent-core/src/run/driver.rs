@@ -124,7 +124,9 @@ pub async fn drive_with(
                 };
                 match call.instrument(span.clone()).await {
                     None => return Err(state.cancel()),
-                    Some(Ok(response)) => {
+                    Some(Ok(mut response)) => {
+                        // Usage the provider did not report is estimated, never zero.
+                        response.fill_missing_usage(&request);
                         span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
                         span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
                         span.record(
