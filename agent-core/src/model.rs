@@ -65,6 +65,7 @@ impl ToolExample {
     }
 
     /// Adds the call's result and the answer made from it.
+    #[must_use]
     pub fn with_outcome(mut self, result: impl Into<String>, answer: impl Into<String>) -> Self {
         self.outcome = Some((result.into(), answer.into()));
         self

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{ChatResponse, Message, Tool, ToolCall, ToolContext, ToolErrorKind, ToolSet};
 use agent_tests::mcp_servers::{
     Servers, call_tool, eventually, installed, process_exists, process_group_members,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_core::Tool;
 use agent_core::backends::openai::OpenAiCompatible;
 use agent_core::backends::{HttpConfig, RetryPolicy};
 use agent_core::prelude::*;
@@ -392,10 +393,8 @@ async fn strict_tools_get_openai_strict_schemas() {
         city: String,
         days: Option<u8>,
     }
-    let strict = agent_core::tool_fn("forecast", "Forecast.", |_: Args, _| async {
-        Ok::<_, ToolError>("sunny")
-    })
-    .with_meta(ToolMeta::read_only().strict(true));
+    let strict = agent_core::tool_fn("forecast", "Forecast.", |_: Args, _| async { Ok("sunny") })
+        .with_meta(ToolMeta::read_only().strict(true));
     let tools = agent_core::ToolSet::new([Arc::new(strict) as Arc<dyn Tool>]).unwrap();
     let server = FakeServer::start(|_, _| ok_text("ok")).await;
     let request = ChatRequest {

@@ -121,6 +121,7 @@ impl Anthropic {
     }
 
     /// Sets the `max_tokens` used when a request does not say.
+    #[must_use]
     pub fn with_default_max_tokens(mut self, max_tokens: u32) -> Self {
         self.default_max_tokens = max_tokens.max(1);
         self

@@ -153,6 +153,7 @@ async fn start_http(
 }
 
 /// Configures an [`McpClient`]; made by [`McpClient::stdio`] or [`McpClient::http`].
+#[must_use = "a builder does nothing until `.connect()`"]
 pub struct McpClientBuilder {
     endpoint: Endpoint,
     prefix: Option<String>,

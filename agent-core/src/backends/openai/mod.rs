@@ -339,6 +339,7 @@ fn ollama_base_url(host: &str) -> String {
 
 /// Builds an [`OpenAiCompatible`] in code.
 #[derive(Clone)]
+#[must_use = "a builder does nothing until `.build()`"]
 pub struct OpenAiBuilder {
     preset: Preset,
     model: String,
