@@ -34,6 +34,7 @@ pub trait SearchEngine: Send + Sync {
 }
 
 fn client() -> Result<reqwest::Client, ToolError> {
+    crate::tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()

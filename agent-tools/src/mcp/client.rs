@@ -133,9 +133,8 @@ async fn start_http(
     startup_timeout: Duration,
 ) -> Result<RunningService<RoleClient, Handler>, McpError> {
     let config = target.config()?;
-    // reqwest 0.13 (inside rmcp) needs a process-wide TLS provider; ring is the one the rest
-    // of the workspace already uses. Installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // reqwest 0.13 (inside rmcp) needs a process-wide TLS provider.
+    crate::tls_provider();
     let transport = StreamableHttpClientTransport::from_config(config);
     let reason = match tokio::time::timeout(startup_timeout, handler.serve(transport)).await {
         Ok(Ok(service)) => return Ok(service),
