@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{Approval, ChatResponse, PendingApproval, StopReason};
 use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript};
 use schemars::JsonSchema;
@@ -66,7 +67,7 @@ async fn run(auto: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
                 tokio::fs::write(&path, a.content.as_bytes())
                     .await
                     .map_err(|e| ToolError::failed(format!("could not write {}: {e}", a.name)))?;
-                Ok::<_, ToolError>(format!(
+                Ok(format!(
                     "wrote {} bytes to {}",
                     a.content.len(),
                     path.display()

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use agent_core::ChatResponse;
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript, task_from_args};
 use schemars::JsonSchema;
 use serde::Deserialize;

@@ -13,6 +13,7 @@
 use std::process::ExitCode;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{ChatResponse, ToolCall};
 use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript, task_from_args};
 use agent_tools::{FileTools, Shell};

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{ChatRequest, ChatResponse, Tool, ToolCall, ToolSet};
 use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript};
 use agent_tools::mcp::{McpClient, McpServer};

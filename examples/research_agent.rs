@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{ChatResponse, ToolCall};
 use agent_examples::{choose_model, exit_code, last_tool_output, print_transcript, task_from_args};
 use agent_tools::{Calculator, HttpFetch, SearchEngine, SearchResult, WebSearch};

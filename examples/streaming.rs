@@ -12,6 +12,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{ChatResponse, RunEvent};
 use agent_examples::{choose_model, exit_code, last_tool_output, task_from_args};
 use agent_tools::Calculator;

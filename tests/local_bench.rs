@@ -137,7 +137,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let weather = tool_fn(
         "weather",
         "Current weather in a city.",
-        |a: WeatherArgs, _| async move { Ok::<_, ToolError>(format!("Sunny, 21°C in {}", a.city)) },
+        |a: WeatherArgs, _| async move { Ok(format!("Sunny, 21°C in {}", a.city)) },
     )
     .with_example(
         "Is it raining in Berlin?",

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use agent_core::backends::openai::OpenAiCompatible;
-use agent_core::{LlmAgent, RunLimits, ToolError, ToolMeta, tool_fn};
+use agent_core::{LlmAgent, RunLimits, ToolMeta, tool_fn};
 use agent_tests::fake_server::{FakeServer, Recorded, Reply};
 use agent_tests::proc_stats::{cpu_time, peak_rss_kib};
 use serde_json::{Value, json};
@@ -227,7 +227,7 @@ fn ours(url: &str, turns: usize) -> Result<LlmAgent, String> {
         .instructions("Use the tools for arithmetic.")
         .tool(
             tool_fn("add", "Adds two integers.", |p: Pair, _| async move {
-                Ok::<_, ToolError>(p.a + p.b)
+                Ok(p.a + p.b)
             })
             .with_meta(ToolMeta::read_only()),
         )
@@ -235,7 +235,7 @@ fn ours(url: &str, turns: usize) -> Result<LlmAgent, String> {
             tool_fn(
                 "multiply",
                 "Multiplies two integers.",
-                |p: Pair, _| async move { Ok::<_, ToolError>(p.a * p.b) },
+                |p: Pair, _| async move { Ok(p.a * p.b) },
             )
             .with_meta(ToolMeta::read_only()),
         )

@@ -1,34 +1,34 @@
-//! This process's CPU time and peak memory, from `/proc/self`, for the benchmark programs.
+//! This process's CPU time and peak memory, for the benchmark programs: `getrusage`, which
+//! every Unix has (no `/proc`).
 
 use std::time::Duration;
 
+use nix::sys::resource::{UsageWho, getrusage};
+
 /// CPU time (user + system) of this process so far.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
-    let hz = 100; // USER_HZ on Linux
-    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| duration(u.user_time()) + duration(u.system_time()))
+        .unwrap_or_default()
+}
+
+fn duration(t: nix::sys::time::TimeVal) -> Duration {
+    let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
+    let micros = u64::try_from(t.tv_usec()).unwrap_or(0);
+    Duration::from_secs(secs) + Duration::from_micros(micros)
 }
 
 /// Peak resident set size of this process, in KiB.
 pub fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    let max_rss = getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| u64::try_from(u.max_rss()).unwrap_or(0))
+        .unwrap_or(0);
+    // Linux and the BSDs count KiB; macOS counts bytes.
+    if cfg!(target_vendor = "apple") {
+        max_rss / 1024
+    } else {
+        max_rss
+    }
 }
 
 /// Peak resident set size of this process, in MiB.

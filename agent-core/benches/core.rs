@@ -14,7 +14,7 @@ use agent_core::backends::openai::{Flavor, assemble_sse_body, request::build_bod
 use agent_core::schema::schema_for;
 use agent_core::{
     AssistantMessage, ChatModel, ChatRequest, ChatResponse, LlmAgent, Message, ModelError,
-    ToolCall, ToolError, ToolMeta, ToolResult, tool_fn,
+    ToolCall, ToolMeta, ToolResult, tool_fn,
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
@@ -55,14 +55,12 @@ fn loop_turn(c: &mut Criterion) {
     let agent = LlmAgent::builder(Arc::new(TwoStepModel))
         .instructions("Use the tools.")
         .tool(
-            tool_fn("add", "Adds.", |p: Pair, _| async move {
-                Ok::<_, ToolError>(p.a + p.b)
-            })
-            .with_meta(ToolMeta::read_only()),
+            tool_fn("add", "Adds.", |p: Pair, _| async move { Ok(p.a + p.b) })
+                .with_meta(ToolMeta::read_only()),
         )
         .tool(
             tool_fn("multiply", "Multiplies.", |p: Pair, _| async move {
-                Ok::<_, ToolError>(p.a * p.b)
+                Ok(p.a * p.b)
             })
             .with_meta(ToolMeta::read_only()),
         )

@@ -24,6 +24,9 @@ use crate::run::{
 use crate::tool::{ApprovalPolicy, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource};
 use futures::{Stream, StreamExt};
 
+/// The memory session of runs that name none, on an agent with memory.
+pub const DEFAULT_SESSION: &str = "default";
+
 /// Something that takes a task and returns a result.
 #[async_trait]
 pub trait Agent: Send + Sync {
@@ -158,6 +161,9 @@ impl LlmAgent {
             context_policy: Arc::new(KeepAll),
             limits: RunLimits::default(),
             settings: ModelSettings::default(),
+            max_turns: None,
+            stream: None,
+            temperature: None,
             hooks: Vec::new(),
             input_guardrails: Vec::new(),
             output_guardrails: Vec::new(),
@@ -167,7 +173,10 @@ impl LlmAgent {
         }
     }
 
-    /// Runs a task with no session and no way to cancel it: the one-liner.
+    /// Runs a task with no way to cancel it: the one-liner. On an agent with
+    /// [`memory`](LlmAgentBuilder::memory), it continues the [`DEFAULT_SESSION`], so
+    /// consecutive calls are one conversation; name another session through
+    /// [`run`](Agent::run) with [`RunContext::with_session`].
     pub async fn ask(&self, input: &str) -> Result<RunResult, AgentError> {
         self.run(input, &RunContext::default()).await
     }
@@ -183,6 +192,16 @@ impl LlmAgent {
     /// The agent's model.
     pub fn model(&self) -> &Arc<dyn ChatModel> {
         &self.model
+    }
+
+    /// The request options applied to every model call.
+    pub fn settings(&self) -> &ModelSettings {
+        &self.settings
+    }
+
+    /// The run limits.
+    pub fn limits(&self) -> &RunLimits {
+        &self.limits
     }
 
     /// Builds the state of a new run over the given earlier history, without running it.
@@ -276,7 +295,7 @@ impl LlmAgent {
         for guardrail in &self.input_guardrails {
             guardrail(input).map_err(AgentError::InputRejected)?;
         }
-        let history = match (&self.memory, &ctx.session) {
+        let history = match (&self.memory, self.session(ctx)) {
             (Some(memory), Some(session)) => memory.load(session).await?,
             _ => Vec::new(),
         };
@@ -296,7 +315,7 @@ impl LlmAgent {
             "invoke_agent",
             gen_ai.operation.name = "invoke_agent",
             gen_ai.agent.name = %self.name,
-            gen_ai.conversation.id = ctx.session.as_deref().unwrap_or(""),
+            gen_ai.conversation.id = self.session(ctx).unwrap_or(""),
             run.id = state.run_id(),
         );
         let tools = self.tools();
@@ -340,10 +359,20 @@ impl LlmAgent {
                 }
             }
         };
-        if let (Some(memory), Some(session)) = (&self.memory, &ctx.session) {
+        if let (Some(memory), Some(session)) = (&self.memory, self.session(ctx)) {
             memory.append(session, &result.new_messages).await?;
         }
         Ok(result)
+    }
+
+    /// The memory session of a run: the context's, or [`DEFAULT_SESSION`] when the agent has
+    /// memory and the context names none (memory is never silently ignored).
+    fn session<'a>(&self, ctx: &'a RunContext) -> Option<&'a str> {
+        match (&ctx.session, &self.memory) {
+            (Some(session), _) => Some(session),
+            (None, Some(_)) => Some(DEFAULT_SESSION),
+            (None, None) => None,
+        }
     }
 
     fn check_output(&self, text: &str) -> OutputCheck {
@@ -427,6 +456,7 @@ impl Agent for LlmAgent {
 }
 
 /// Builds an [`LlmAgent`].
+#[must_use = "a builder does nothing until `.build()`"]
 pub struct LlmAgentBuilder {
     name: String,
     description: String,
@@ -438,6 +468,11 @@ pub struct LlmAgentBuilder {
     context_policy: Arc<dyn ContextPolicy>,
     limits: RunLimits,
     settings: ModelSettings,
+    // The one-field setters, kept apart so that `.settings(..)` and `.limits(..)` never
+    // undo them, whatever the order of the calls; applied by `build`.
+    max_turns: Option<u32>,
+    stream: Option<bool>,
+    temperature: Option<f32>,
     hooks: Vec<Arc<dyn RunHooks>>,
     input_guardrails: Vec<InputGuardrail>,
     output_guardrails: Vec<OutputGuardrail>,
@@ -552,7 +587,9 @@ impl LlmAgentBuilder {
         self
     }
 
-    /// Keeps conversations in this memory (used when a run names a session).
+    /// Keeps conversations in this memory: each run loads its session's messages and
+    /// appends its own. A run whose [`RunContext`] names no session (such as
+    /// [`LlmAgent::ask`]) uses [`DEFAULT_SESSION`].
     pub fn memory(mut self, memory: Arc<dyn Memory>) -> Self {
         self.memory = Some(memory);
         self
@@ -564,33 +601,57 @@ impl LlmAgentBuilder {
         self
     }
 
-    /// Sets all limits.
+    /// Sets all limits. A [`max_turns`](Self::max_turns) call, before or after this one,
+    /// still applies.
     pub fn limits(mut self, limits: RunLimits) -> Self {
         self.limits = limits;
         self
     }
 
-    /// Sets the turn limit (default 10).
+    /// Sets the turn limit (default 10), whether [`limits`](Self::limits) is called before
+    /// or after.
     pub fn max_turns(mut self, max_turns: u32) -> Self {
-        self.limits.max_turns = max_turns;
+        self.max_turns = Some(max_turns);
         self
     }
 
-    /// Sets the request options applied to every model call.
+    /// Sets the request options applied to every model call. The one-option setters
+    /// ([`streaming`](Self::streaming), [`temperature`](Self::temperature)) win over the
+    /// same fields here, whatever the order of the calls:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use agent_core::{LlmAgent, ModelSettings, testing::ScriptedModel};
+    /// let settings = ModelSettings { max_output_tokens: Some(256), ..Default::default() };
+    /// let a = LlmAgent::builder(Arc::new(ScriptedModel::new()))
+    ///     .streaming(true)
+    ///     .settings(settings.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let b = LlmAgent::builder(Arc::new(ScriptedModel::new()))
+    ///     .settings(settings)
+    ///     .streaming(true)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(a.settings(), b.settings());
+    /// assert!(a.settings().stream && a.settings().max_output_tokens == Some(256));
+    /// ```
     pub fn settings(mut self, settings: ModelSettings) -> Self {
         self.settings = settings;
         self
     }
 
     /// Calls the model's streaming endpoint and assembles each answer (default: off).
+    /// Applies whether [`settings`](Self::settings) is called before or after.
     pub fn streaming(mut self, stream: bool) -> Self {
-        self.settings.stream = stream;
+        self.stream = Some(stream);
         self
     }
 
-    /// Sets the sampling temperature.
+    /// Sets the sampling temperature, whether [`settings`](Self::settings) is called before
+    /// or after.
     pub fn temperature(mut self, temperature: f32) -> Self {
-        self.settings.temperature = Some(temperature);
+        self.temperature = Some(temperature);
         self
     }
 
@@ -605,6 +666,17 @@ impl LlmAgentBuilder {
 
     /// Builds the agent; fails when two tools share a name or a tool's schema is invalid.
     pub fn build(self) -> Result<LlmAgent, ToolSetError> {
+        let mut settings = self.settings;
+        if let Some(stream) = self.stream {
+            settings.stream = stream;
+        }
+        if let Some(temperature) = self.temperature {
+            settings.temperature = Some(temperature);
+        }
+        let mut limits = self.limits;
+        if let Some(max_turns) = self.max_turns {
+            limits.max_turns = max_turns;
+        }
         let (tools, dynamic) = if self.sources.is_empty() {
             let mut tools = ToolSet::new(self.tools)?;
             if let Some(policy) = self.approval_policy {
@@ -631,8 +703,8 @@ impl LlmAgentBuilder {
             dynamic,
             memory: self.memory,
             context_policy: self.context_policy,
-            limits: self.limits,
-            settings: self.settings,
+            limits,
+            settings,
             hooks: self.hooks,
             input_guardrails: self.input_guardrails,
             output_guardrails: self.output_guardrails,
@@ -643,15 +715,42 @@ impl LlmAgentBuilder {
 }
 
 /// Any [`Agent`] as a tool: the model passes a task as `input`, the agent's final answer
-/// comes back as the result. The inner run shares the outer run's cancellation.
+/// comes back as the result. The inner run shares the outer run's cancellation and budget.
+///
+/// ```
+/// use std::sync::Arc;
+/// use agent_core::{AgentTool, LlmAgent, ToolSetError, testing::ScriptedModel};
+/// let model = Arc::new(ScriptedModel::new());
+/// let anonymous = LlmAgent::builder(model.clone()).name("helper").build().unwrap();
+/// assert!(matches!(AgentTool::new(Arc::new(anonymous)), Err(ToolSetError::MissingDescription(_))));
+/// let helper = LlmAgent::builder(model)
+///     .name("helper")
+///     .description("Answers questions about the weather.")
+///     .build()
+///     .unwrap();
+/// let tool = AgentTool::new(Arc::new(helper)).unwrap();
+/// ```
+#[derive(Clone)]
 pub struct AgentTool {
     agent: Arc<dyn Agent>,
 }
 
+impl fmt::Debug for AgentTool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentTool")
+            .field("name", &self.agent.name())
+            .finish_non_exhaustive()
+    }
+}
+
 impl AgentTool {
-    /// Wraps an agent.
-    pub fn new(agent: Arc<dyn Agent>) -> Self {
-        AgentTool { agent }
+    /// Wraps an agent. Fails when the agent has no description: the calling model reads
+    /// it to decide when to delegate, so an empty one is a mistake, not a default.
+    pub fn new(agent: Arc<dyn Agent>) -> Result<Self, ToolSetError> {
+        if agent.description().trim().is_empty() {
+            return Err(ToolSetError::MissingDescription(agent.name().to_owned()));
+        }
+        Ok(AgentTool { agent })
     }
 }
 

@@ -302,6 +302,12 @@ pub enum ToolSetError {
     /// The name has characters or a length providers reject.
     #[error("tool name `{0}` is invalid: use 1 to 64 characters from a-z, A-Z, 0-9, `_` and `-`")]
     InvalidName(String),
+    /// The tool has no description, so a model cannot tell when to use it (an agent made a
+    /// tool without [`LlmAgentBuilder::description`](crate::LlmAgentBuilder::description)).
+    #[error(
+        "tool `{0}` has no description: a model cannot tell when to use it; describe it (for an agent, `.description(..)` on its builder)"
+    )]
+    MissingDescription(String),
     /// The parameters are not a JSON Schema for an object.
     #[error("tool `{tool}` has an invalid parameter schema: {reason}")]
     InvalidSchema {

@@ -8,6 +8,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use agent_core::prelude::*;
+//! use agent_core::testing::ScriptedModel;
 //! use serde_json::json;
 //!
 //! #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -26,7 +27,7 @@
 //! let agent = LlmAgent::builder(model)
 //!     .instructions("Use the shout tool.")
 //!     .tool(tool_fn("shout", "Upper-cases text.", |a: Shout, _ctx| async move {
-//!         Ok::<_, ToolError>(a.text.to_uppercase())
+//!         Ok(a.text.to_uppercase())
 //!     }))
 //!     .build()?;
 //! let result = agent.ask("Shout hello").await?;
@@ -50,7 +51,8 @@ pub mod testing;
 pub mod tool;
 
 pub use agent::{
-    Agent, AgentTool, InputGuardrail, LlmAgent, LlmAgentBuilder, OutputCheck, OutputGuardrail,
+    Agent, AgentTool, DEFAULT_SESSION, InputGuardrail, LlmAgent, LlmAgentBuilder, OutputCheck,
+    OutputGuardrail,
 };
 pub use async_trait::async_trait;
 pub use backends::{ModelFactory, ModelRegistry, ModelSpec, OpenAiCompatible};
@@ -76,12 +78,35 @@ pub use tool::{
 };
 
 /// The names most programs need: `use agent_core::prelude::*;`.
+///
+/// It holds nothing that clashes: [`TypedTool`] is here and [`Tool`] is not (with both in
+/// scope, `.name()` on a typed tool would be ambiguous, E0034); code that implements or
+/// calls [`Tool`] itself imports it by name. The test double
+/// [`ScriptedModel`](crate::testing::ScriptedModel) lives in [`testing`].
+///
+/// ```
+/// use agent_core::prelude::*;
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Args { city: String }
+/// struct Weather;
+///
+/// #[async_trait]
+/// impl TypedTool for Weather {
+///     type Args = Args;
+///     fn name(&self) -> &str { "weather" }
+///     fn description(&self) -> &str { "Current weather in a city." }
+///     async fn call(&self, args: Args, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+///         Ok(format!("sunny in {}", args.city).into())
+///     }
+/// }
+///
+/// assert_eq!(Weather.name(), "weather"); // one `name`, no E0034
+/// ```
 pub mod prelude {
-    pub use crate::testing::ScriptedModel;
     pub use crate::{
         Agent, AgentError, ChatModel, LlmAgent, Message, ModelRegistry, RunContext, RunLimits,
-        RunResult, Tool, ToolContext, ToolError, ToolMeta, ToolOutput, TypedTool, async_trait,
-        tool_fn,
+        RunResult, ToolContext, ToolError, ToolMeta, ToolOutput, TypedTool, async_trait, tool_fn,
     };
 }
 

@@ -283,7 +283,9 @@ impl ToolResult {
 /// Token counts for one or more model calls. Adds up with `+` and `+=`.
 ///
 /// `input_tokens` includes `cached_input_tokens`; `output_tokens` includes
-/// `reasoning_tokens`.
+/// `reasoning_tokens`. When a provider reports no usage for a call, the run counts an
+/// estimate instead of zero and says so with [`estimated`](Self::estimated), so budgets
+/// still hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Prompt tokens, cached ones included.
@@ -296,6 +298,11 @@ pub struct Usage {
     /// The part of `output_tokens` spent on reasoning.
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// `true` when the provider reported no usage for this call (or for one of the calls
+    /// added up here) and the counts are an estimate at four characters a token: unknown,
+    /// not zero.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 impl Usage {
@@ -321,6 +328,8 @@ impl AddAssign for Usage {
             .cached_input_tokens
             .saturating_add(rhs.cached_input_tokens);
         self.reasoning_tokens = self.reasoning_tokens.saturating_add(rhs.reasoning_tokens);
+        // One estimated part makes the whole sum an estimate.
+        self.estimated = self.estimated || rhs.estimated;
     }
 }
 
@@ -557,11 +566,21 @@ mod tests {
             output_tokens: 5,
             cached_input_tokens: 2,
             reasoning_tokens: 1,
+            estimated: false,
         };
         let total: Usage = [a, a, a].into_iter().sum();
         assert_eq!(total.input_tokens, 30);
         assert_eq!(total.cached_input_tokens, 6);
         assert_eq!(total.total_tokens(), 45);
+        assert!(!total.estimated);
+        let guessed = Usage {
+            estimated: true,
+            ..a
+        };
+        assert!(
+            (total + guessed).estimated,
+            "one estimate makes the sum an estimate"
+        );
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl ToolExample {
     }
 
     /// Adds the call's result and the answer made from it.
+    #[must_use]
     pub fn with_outcome(mut self, result: impl Into<String>, answer: impl Into<String>) -> Self {
         self.outcome = Some((result.into(), answer.into()));
         self
@@ -176,6 +177,43 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
+    /// When this answer carries no usage at all (every count zero: the provider reported
+    /// none), replaces it by an estimate at four characters a token, marked
+    /// [`Usage::estimated`]. Real usage is left alone. The run calls this after every model
+    /// call, so budgets count an estimate rather than nothing.
+    ///
+    /// ```
+    /// use agent_core::{ChatRequest, ChatResponse, Message};
+    /// let request = ChatRequest { messages: vec![Message::user("What is 6 times 7?")].into(), ..Default::default() };
+    /// let mut response = ChatResponse::text("6 times 7 is 42.");
+    /// response.fill_missing_usage(&request);
+    /// assert!(response.usage.estimated);
+    /// assert_eq!(response.usage.output_tokens, 4);
+    /// ```
+    pub fn fill_missing_usage(&mut self, request: &ChatRequest) {
+        if self.usage == Usage::default() {
+            self.estimate_usage(request.estimated_input_tokens());
+        }
+    }
+
+    /// Sets an estimated usage: the given input tokens, the output at four characters a
+    /// token of the answer's text and calls.
+    pub(crate) fn estimate_usage(&mut self, input_tokens: u64) {
+        let output = self.message.content.len()
+            + self
+                .message
+                .tool_calls
+                .iter()
+                .map(|c| c.name.len() + c.arguments.len())
+                .sum::<usize>();
+        self.usage = Usage {
+            input_tokens,
+            output_tokens: (output as u64).div_ceil(4),
+            estimated: true,
+            ..Usage::default()
+        };
+    }
+
     /// A final text answer.
     pub fn text(text: impl Into<String>) -> Self {
         ChatResponse {

@@ -1,4 +1,7 @@
-//! Test kit: [`ScriptedModel`], a fake chat model that answers from a script.
+//! Test kit: [`ScriptedModel`], a fake chat model that answers from a script, and
+//! [`call_tool`], which calls one tool with JSON arguments as a run would.
+//!
+//! Not in the prelude: a test double has no place in every program's namespace.
 //!
 //! It is for your own tests (and for the examples' offline mode), never a real model: its
 //! provider is `scripted`. It records every request so tests can assert on what the agent
@@ -6,15 +9,16 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::error::{ModelError, ModelErrorKind};
-use crate::message::{ToolCall, Usage};
+use crate::error::{ModelError, ModelErrorKind, ToolError};
+use crate::message::ToolCall;
 use crate::model::{ChatModel, ChatRequest, ChatResponse};
+use crate::tool::{Tool, ToolContext, ToolOutput, ToolSet};
 
 type ReplyFn = Box<dyn Fn(&ChatRequest) -> Result<ChatResponse, ModelError> + Send + Sync>;
 
@@ -61,7 +65,7 @@ impl fmt::Debug for Step {
 ///         }),
 /// );
 /// let agent = LlmAgent::builder(model.clone())
-///     .tool(tool_fn("add", "Adds.", |x: Add, _| async move { Ok::<_, ToolError>(x.a + x.b) }))
+///     .tool(tool_fn("add", "Adds.", |x: Add, _| async move { Ok(x.a + x.b) }))
 ///     .build()
 ///     .unwrap();
 /// assert_eq!(agent.ask("2+3?").await.unwrap().text, "2 + 3 = 5");
@@ -108,6 +112,7 @@ impl ScriptedModel {
     }
 
     /// Adds a step.
+    #[must_use]
     pub fn then(self, step: Step) -> Self {
         if let Ok(mut steps) = self.steps.lock() {
             steps.push_back(step);
@@ -116,11 +121,13 @@ impl ScriptedModel {
     }
 
     /// Answers with text.
+    #[must_use]
     pub fn then_text(self, text: impl Into<String>) -> Self {
         self.then(Step::Respond(ChatResponse::text(text)))
     }
 
     /// Calls one tool with these arguments.
+    #[must_use]
     pub fn then_tool_call(self, name: impl Into<String>, args: Value) -> Self {
         self.then_tool_calls([(name.into(), args)])
     }
@@ -138,6 +145,7 @@ impl ScriptedModel {
     }
 
     /// Calls a tool with raw argument text, which may be invalid JSON.
+    #[must_use]
     pub fn then_raw_tool_call(self, name: impl Into<String>, arguments: impl Into<String>) -> Self {
         self.then(Step::Respond(ChatResponse::tool_calls(vec![
             ToolCall::raw("", name, arguments),
@@ -145,11 +153,13 @@ impl ScriptedModel {
     }
 
     /// Fails with an error.
+    #[must_use]
     pub fn then_error(self, error: ModelError) -> Self {
         self.then(Step::Fail(error))
     }
 
     /// Answers with a complete response.
+    #[must_use]
     pub fn then_response(self, response: ChatResponse) -> Self {
         self.then(Step::Respond(response))
     }
@@ -195,25 +205,6 @@ impl ScriptedModel {
     }
 }
 
-fn estimate_tokens(chars: usize) -> u64 {
-    (chars as u64).div_ceil(4)
-}
-
-fn estimate_usage(request: &ChatRequest, response: &ChatResponse) -> Usage {
-    let output = response.message.content.len()
-        + response
-            .message
-            .tool_calls
-            .iter()
-            .map(|c| c.name.len() + c.arguments.len())
-            .sum::<usize>();
-    Usage {
-        input_tokens: request.estimated_input_tokens(),
-        output_tokens: estimate_tokens(output),
-        ..Default::default()
-    }
-}
-
 #[async_trait]
 impl ChatModel for ScriptedModel {
     fn provider(&self) -> &str {
@@ -250,9 +241,41 @@ impl ChatModel for ScriptedModel {
             }
         };
         self.fill_ids(&mut response);
-        if response.usage == Usage::default() {
-            response.usage = estimate_usage(request, &response);
-        }
+        response.fill_missing_usage(request);
         Ok(response)
     }
+}
+
+/// Calls one tool as a run would, for tests: checks `args` against the tool's schema (a
+/// mismatch is the error the model would read), runs it with a detached context and a 30 s
+/// timeout, and returns its output as text.
+///
+/// ```
+/// use agent_core::{ToolErrorKind, testing::call_tool, tool_fn};
+/// use serde_json::json;
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Add { a: i64, b: i64 }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let add = || tool_fn("add", "Adds two integers.", |x: Add, _ctx| async move { Ok(x.a + x.b) });
+/// assert_eq!(call_tool(add(), json!({"a": 2, "b": 3})).await.unwrap(), "5");
+/// let wrong = call_tool(add(), json!({"a": "two"})).await.unwrap_err();
+/// assert_eq!(wrong.kind, ToolErrorKind::InvalidArguments);
+/// # });
+/// ```
+pub async fn call_tool(tool: impl Tool + 'static, args: Value) -> Result<String, ToolError> {
+    let name = tool.name().to_owned();
+    let tools = ToolSet::new([Arc::new(tool) as Arc<dyn Tool>])
+        .map_err(|e| ToolError::invalid_arguments(format!("the tool itself is invalid: {e}")))?;
+    let checked = tools.check_call(&ToolCall::new("test-call", &name, &args))?;
+    tools
+        .invoke(
+            &name,
+            checked,
+            ToolContext::detached(),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .map(ToolOutput::into_content)
 }

@@ -84,24 +84,28 @@ impl ToolMeta {
     }
 
     /// Sets whether calls may run concurrently.
+    #[must_use]
     pub fn parallel(mut self, parallel_safe: bool) -> Self {
         self.parallel_safe = parallel_safe;
         self
     }
 
     /// Pauses the run for a human's decision before every call.
+    #[must_use]
     pub fn with_approval(mut self) -> Self {
         self.needs_approval = true;
         self
     }
 
     /// Asks providers to enforce the schema strictly.
+    #[must_use]
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
         self
     }
 
     /// Sets a timeout for one call.
+    #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -316,17 +320,20 @@ pub struct FnTool<A, F> {
 
 impl<A, F> FnTool<A, F> {
     /// Sets how the tool may be scheduled.
+    #[must_use]
     pub fn with_meta(mut self, meta: ToolMeta) -> Self {
         self.meta = meta;
         self
     }
 
     /// Marks the tool read-only and parallel-safe.
+    #[must_use]
     pub fn read_only(self) -> Self {
         self.with_meta(ToolMeta::read_only())
     }
 
     /// Adds an example task and call (see [`ToolExample`]).
+    #[must_use]
     pub fn with_example(mut self, task: impl Into<String>, arguments: Value) -> Self {
         self.examples.push(ToolExample::new(task, arguments));
         self
@@ -353,7 +360,7 @@ impl<A, F> fmt::Debug for FnTool<A, F> {
 /// struct Add { a: i64, b: i64 }
 ///
 /// let add = tool_fn("add", "Adds two integers.", |args: Add, _ctx| async move {
-///     Ok::<_, ToolError>(args.a + args.b)
+///     Ok(args.a + args.b)
 /// })
 /// .read_only();
 /// ```
@@ -420,7 +427,7 @@ struct ToolEntry {
 /// use agent_core::{tool_fn, Tool, ToolError, ToolSet};
 /// #[derive(serde::Deserialize, schemars::JsonSchema)]
 /// struct NoArgs {}
-/// let ping = tool_fn("ping", "Answers pong.", |_: NoArgs, _| async { Ok::<_, ToolError>("pong") });
+/// let ping = tool_fn("ping", "Answers pong.", |_: NoArgs, _| async { Ok("pong") });
 /// let tools = ToolSet::new([Arc::new(ping) as Arc<dyn Tool>]).unwrap();
 /// assert_eq!(tools.names().collect::<Vec<_>>(), ["ping"]);
 /// ```
@@ -512,6 +519,7 @@ impl ToolSet {
 
     /// Adds a policy that can require approval for calls (on top of
     /// [`ToolMeta::needs_approval`]).
+    #[must_use]
     pub fn with_approval_policy(mut self, policy: ApprovalPolicy) -> Self {
         self.approval = Some(policy);
         self

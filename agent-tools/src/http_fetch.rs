@@ -315,6 +315,7 @@ impl TypedTool for HttpFetch {
                 .trim_matches(['[', ']'])
                 .to_owned();
             // One client per hop, pinned to the checked address: no second DNS answer.
+            crate::tls_provider();
             let client = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()

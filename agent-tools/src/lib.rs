@@ -21,6 +21,13 @@ pub mod mcp;
 pub mod shell;
 pub mod web_search;
 
+/// Installs the process-wide TLS provider reqwest 0.13 needs (rustls on ring, as in the
+/// rest of the workspace) before a tool builds an HTTP client. Harmless when one is
+/// installed already.
+pub(crate) fn tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub use calculator::Calculator;
 pub use clock::Clock;
 pub use files::FileTools;

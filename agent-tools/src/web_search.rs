@@ -39,6 +39,7 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 const MAX_FIELD_CHARS: usize = 1000;
 
 fn client() -> Result<reqwest::Client, ToolError> {
+    crate::tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_core::Tool;
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{AgentError, Message, ToolMeta, ToolResult};
 use agent_tools::Calculator;
 use serde::Deserialize;
@@ -110,7 +112,7 @@ async fn arguments_that_break_the_schema_are_rejected_before_the_tool_runs() {
         let flag = flag.clone();
         async move {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            Ok::<_, ToolError>("counted")
+            Ok("counted")
         }
     });
     let (_, result) = run_with(
@@ -159,7 +161,7 @@ async fn a_panicking_tool_is_contained_and_reported() {
         if true {
             panic!("the tool exploded");
         }
-        Ok::<_, ToolError>("unreachable")
+        Ok("unreachable")
     });
     let (_, result) = run_with(
         ScriptedModel::new()
@@ -184,7 +186,7 @@ async fn a_panicking_tool_is_contained_and_reported() {
 async fn a_tool_that_exceeds_its_timeout_is_stopped_and_reported() {
     let hang = tool_fn("hang", "Never returns.", |_: Nothing, _| async move {
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok::<_, ToolError>("late")
+        Ok("late")
     })
     .with_meta(ToolMeta::read_only().with_timeout(Duration::from_millis(500)));
     let (_, result) = run_with(

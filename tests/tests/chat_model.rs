@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{ChatRequest, ChatResponse, StreamEvent, ToolCall};
 use futures::StreamExt;
 use serde_json::json;

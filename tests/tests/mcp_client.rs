@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{ChatResponse, Message, Tool, ToolCall, ToolContext, ToolErrorKind, ToolSet};
 use agent_tests::mcp_servers::{
-    bin, call_tool, changing_tools, eventually, process_exists, process_group_members,
+    Servers, call_tool, eventually, installed, process_exists, process_group_members,
 };
 use agent_tools::mcp::{McpClient, McpError};
 use serde_json::{Value, json};
 
-async fn everything() -> McpClient {
-    McpClient::stdio(bin("mcp-server-everything"), ["stdio"])
+async fn everything(servers: &Servers) -> McpClient {
+    McpClient::stdio(servers.bin("mcp-server-everything"), ["stdio"])
         .connect()
         .await
         .unwrap()
@@ -31,7 +32,10 @@ async fn call(tools: &ToolSet, name: &str, args: Value) -> Result<String, agent_
 
 #[tokio::test]
 async fn lists_and_calls_the_reference_servers_tools_over_stdio() {
-    let client = everything().await;
+    let Some(servers) = installed() else {
+        return;
+    };
+    let client = everything(&servers).await;
     let (name, _) = client.server_info().unwrap();
     assert_eq!(name, "mcp-servers/everything");
     let names: Vec<String> = client.tool_infos().into_iter().map(|t| t.name).collect();
@@ -89,7 +93,10 @@ async fn lists_and_calls_the_reference_servers_tools_over_stdio() {
 
 #[tokio::test]
 async fn an_agent_uses_a_servers_tools_in_the_full_loop() {
-    let client = everything().await;
+    let Some(servers) = installed() else {
+        return;
+    };
+    let client = everything(&servers).await;
     let model = Arc::new(
         ScriptedModel::new()
             .then_tool_call("get-sum", json!({"a": 400, "b": 52}))
@@ -115,16 +122,22 @@ async fn an_agent_uses_a_servers_tools_in_the_full_loop() {
 
 #[tokio::test]
 async fn error_results_reach_the_model_as_tool_errors_it_can_read() {
+    let Some(servers) = installed() else {
+        return;
+    };
     let allowed = tempfile::tempdir().unwrap();
     std::fs::write(allowed.path().join("notes.txt"), "inside").unwrap();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret.txt"), "TOP-SECRET-CONTENT").unwrap();
-    let client = McpClient::stdio(bin("mcp-server-filesystem"), [allowed.path().as_os_str()])
-        .prefix("fs")
-        .deny(["write_file", "edit_file", "move_file", "create_directory"])
-        .connect()
-        .await
-        .unwrap();
+    let client = McpClient::stdio(
+        servers.bin("mcp-server-filesystem"),
+        [allowed.path().as_os_str()],
+    )
+    .prefix("fs")
+    .deny(["write_file", "edit_file", "move_file", "create_directory"])
+    .connect()
+    .await
+    .unwrap();
     let names: Vec<String> = client.tool_infos().into_iter().map(|t| t.name).collect();
     assert!(names.contains(&"fs_read_text_file".to_owned()), "{names:?}");
     assert!(!names.iter().any(|n| n.contains("write_file")), "{names:?}");
@@ -168,7 +181,10 @@ async fn error_results_reach_the_model_as_tool_errors_it_can_read() {
 
 #[tokio::test]
 async fn a_server_killed_mid_call_gives_a_typed_error_not_a_hang() {
-    let client = everything().await;
+    let Some(servers) = installed() else {
+        return;
+    };
+    let client = everything(&servers).await;
     let tools = tool_set(&client);
     let pid = client.pid().unwrap();
     let killer = tokio::spawn(async move {
@@ -209,7 +225,10 @@ async fn a_server_killed_mid_call_gives_a_typed_error_not_a_hang() {
 
 #[tokio::test]
 async fn a_cancelled_call_stops_and_the_session_goes_on() {
-    let client = everything().await;
+    let Some(servers) = installed() else {
+        return;
+    };
+    let client = everything(&servers).await;
     let tools = tool_set(&client);
     let args = tools
         .check_call(&ToolCall::new(
@@ -248,7 +267,10 @@ async fn a_cancelled_call_stops_and_the_session_goes_on() {
 
 #[tokio::test]
 async fn a_call_timeout_stops_a_slow_call() {
-    let client = McpClient::stdio(bin("mcp-server-everything"), ["stdio"])
+    let Some(servers) = installed() else {
+        return;
+    };
+    let client = McpClient::stdio(servers.bin("mcp-server-everything"), ["stdio"])
         .call_timeout(Duration::from_millis(300))
         .connect()
         .await
@@ -267,10 +289,13 @@ async fn a_call_timeout_stops_a_slow_call() {
 
 #[tokio::test]
 async fn shutdown_ends_the_server_and_what_it_started() {
+    let Some(servers) = installed() else {
+        return;
+    };
     // The server starts a background child of its own, as `npx` does.
     let script = format!(
         "sleep 600 & exec {}",
-        bin("mcp-server-everything").display()
+        servers.bin("mcp-server-everything").display()
     );
     let client = McpClient::stdio("sh", ["-c", script.as_str()])
         .connect()
@@ -294,7 +319,10 @@ async fn shutdown_ends_the_server_and_what_it_started() {
 
 #[tokio::test]
 async fn dropping_the_client_ends_the_server_too() {
-    let client = everything().await;
+    let Some(servers) = installed() else {
+        return;
+    };
+    let client = everything(&servers).await;
     let pid = client.pid().unwrap();
     drop(client);
     assert!(
@@ -341,10 +369,16 @@ async fn startup_failures_say_what_to_fix() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     for pid in leftover.lines().filter_map(|p| p.parse::<u32>().ok()) {
-        // Only count sleeps that are ours: children of this test process.
-        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            !parent.contains(&format!(") S {} ", std::process::id())),
+        // Only count sleeps that are ours: children of this test process (`ps -o ppid=`
+        // works on every Unix, unlike /proc).
+        let parent = std::process::Command::new("ps")
+            .args(["-o", "ppid=", "-p", &pid.to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        assert_ne!(
+            parent,
+            std::process::id().to_string(),
             "the timed-out server {pid} is still running"
         );
     }
@@ -362,7 +396,10 @@ async fn startup_failures_say_what_to_fix() {
 
 #[tokio::test]
 async fn the_tool_list_follows_the_server() {
-    let client = McpClient::stdio("node", [changing_tools()])
+    let Some(servers) = installed() else {
+        return;
+    };
+    let client = McpClient::stdio("node", [servers.changing_tools()])
         .connect()
         .await
         .unwrap();
@@ -417,8 +454,11 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn streamable_http_lists_and_calls_tools() {
+    let Some(servers) = installed() else {
+        return;
+    };
     let port = free_port();
-    let mut server = tokio::process::Command::new(bin("mcp-server-everything"))
+    let mut server = tokio::process::Command::new(servers.bin("mcp-server-everything"))
         .arg("streamableHttp")
         .env("PORT", port.to_string())
         .stdout(std::process::Stdio::null())
@@ -457,13 +497,16 @@ async fn streamable_http_lists_and_calls_tools() {
 
 #[tokio::test]
 async fn tools_of_two_servers_live_side_by_side_with_prefixes() {
-    let a = McpClient::stdio(bin("mcp-server-everything"), ["stdio"])
+    let Some(servers) = installed() else {
+        return;
+    };
+    let a = McpClient::stdio(servers.bin("mcp-server-everything"), ["stdio"])
         .prefix("a")
         .allow(["echo"])
         .connect()
         .await
         .unwrap();
-    let b = McpClient::stdio(bin("mcp-server-everything"), ["stdio"])
+    let b = McpClient::stdio(servers.bin("mcp-server-everything"), ["stdio"])
         .prefix("b")
         .allow(["echo"])
         .connect()
@@ -484,7 +527,10 @@ async fn tools_of_two_servers_live_side_by_side_with_prefixes() {
 
 #[tokio::test]
 async fn an_agent_on_the_tool_source_follows_the_servers_changes_between_runs() {
-    let client = McpClient::stdio("node", [changing_tools()])
+    let Some(servers) = installed() else {
+        return;
+    };
+    let client = McpClient::stdio("node", [servers.changing_tools()])
         .connect()
         .await
         .unwrap();
@@ -531,17 +577,20 @@ async fn an_agent_on_the_tool_source_follows_the_servers_changes_between_runs() 
 
 #[tokio::test]
 async fn env_clear_keeps_this_processs_variables_from_the_server() {
+    let Some(servers) = installed() else {
+        return;
+    };
     // Cargo gives test processes CARGO_PKG_NAME; a server started normally inherits it.
     assert!(std::env::var("CARGO_PKG_NAME").is_ok());
     let env_of = |client: &McpClient| ToolSet::new(client.tools()).unwrap();
-    let inherits = everything().await;
+    let inherits = everything(&servers).await;
     let seen = call(&env_of(&inherits), "get-env", json!({}))
         .await
         .unwrap();
     assert!(seen.contains("CARGO_PKG_NAME"), "{seen}");
     inherits.shutdown().await.unwrap();
 
-    let cleared = McpClient::stdio(bin("mcp-server-everything"), ["stdio"])
+    let cleared = McpClient::stdio(servers.bin("mcp-server-everything"), ["stdio"])
         .env_clear()
         .env("GIVEN_ON_PURPOSE", "yes")
         .connect()

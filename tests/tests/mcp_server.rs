@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use agent_core::{ToolErrorKind, ToolSet};
-use agent_tests::mcp_servers::{bin, call_tool, dir, process_exists};
+use agent_tests::mcp_servers::{Servers, call_tool, dir, installed, process_exists};
 use agent_tools::mcp::McpClient;
 use serde_json::{Value, json};
 
@@ -13,8 +13,8 @@ fn server() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mcp_server_e2e"))
 }
 
-async fn inspector(args: &[&str]) -> Value {
-    let out = tokio::process::Command::new(bin("mcp-inspector"))
+async fn inspector(servers: &Servers, args: &[&str]) -> Value {
+    let out = tokio::process::Command::new(servers.bin("mcp-inspector"))
         .arg("--cli")
         .arg(server())
         .args(args)
@@ -35,7 +35,10 @@ async fn inspector(args: &[&str]) -> Value {
 
 #[tokio::test]
 async fn the_official_inspector_lists_and_calls_our_tools() {
-    let listed = inspector(&["--method", "tools/list"]).await;
+    let Some(servers) = installed() else {
+        return;
+    };
+    let listed = inspector(&servers, &["--method", "tools/list"]).await;
     let tools = listed["tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["calculator", "clock"]);
@@ -45,40 +48,49 @@ async fn the_official_inspector_lists_and_calls_our_tools() {
         assert!(!tool["description"].as_str().unwrap().is_empty());
     }
 
-    let sum = inspector(&[
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "calculator",
-        "--tool-arg",
-        "expression=12*37+8",
-    ])
+    let sum = inspector(
+        &servers,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "calculator",
+            "--tool-arg",
+            "expression=12*37+8",
+        ],
+    )
     .await;
     assert_eq!(sum["isError"], false, "{sum}");
     assert_eq!(sum["content"][0]["text"], "452");
 
-    let span = inspector(&[
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "clock",
-        "--tool-arg",
-        "action=days_between",
-        "from=2024-01-01",
-        "to=2024-03-01",
-    ])
+    let span = inspector(
+        &servers,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "clock",
+            "--tool-arg",
+            "action=days_between",
+            "from=2024-01-01",
+            "to=2024-03-01",
+        ],
+    )
     .await;
     assert_eq!(span["structuredContent"]["days"], 60, "{span}");
 
     // A bad expression is a tool error the calling model can read, not a protocol error.
-    let bad = inspector(&[
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "calculator",
-        "--tool-arg",
-        "expression=2+",
-    ])
+    let bad = inspector(
+        &servers,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "calculator",
+            "--tool-arg",
+            "expression=2+",
+        ],
+    )
     .await;
     assert_eq!(bad["isError"], true, "{bad}");
     assert!(
@@ -92,7 +104,10 @@ async fn the_official_inspector_lists_and_calls_our_tools() {
 
 #[tokio::test]
 async fn the_official_inspector_gets_an_error_for_an_unknown_tool() {
-    let out = tokio::process::Command::new(bin("mcp-inspector"))
+    let Some(servers) = installed() else {
+        return;
+    };
+    let out = tokio::process::Command::new(servers.bin("mcp-inspector"))
         .args(["--cli"])
         .arg(server())
         .args(["--method", "tools/call", "--tool-name", "rm_rf"])
@@ -178,11 +193,14 @@ async fn the_mcp_agent_example_runs_offline_on_its_own_server() {
 
 #[tokio::test]
 async fn the_mcp_agent_example_uses_a_server_given_on_the_command_line() {
+    let Some(servers) = installed() else {
+        return;
+    };
     let folder = tempfile::tempdir().unwrap();
     std::fs::write(folder.path().join("hello.txt"), "hi").unwrap();
     let out = agent_example()
         .arg("--")
-        .arg(bin("mcp-server-filesystem"))
+        .arg(servers.bin("mcp-server-filesystem"))
         .arg(folder.path())
         .output()
         .await

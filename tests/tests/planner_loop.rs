@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use agent_core::Tool;
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{
     Action, AgentError, ChatResponse, InMemoryMemory, Input, Memory, Message, OnMaxTurns, RunEvent,
     StopReason, ToolCall, ToolChoice, ToolSet, run::ToolRunner,
@@ -38,7 +40,7 @@ fn sleeper(
                     max_seen.fetch_max(now, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(a.ms)).await;
                     in_flight.fetch_sub(1, Ordering::SeqCst);
-                    Ok::<_, ToolError>(a.label)
+                    Ok(a.label)
                 }
             },
         )
@@ -393,6 +395,87 @@ async fn memory_carries_a_session_across_runs() {
 }
 
 #[tokio::test]
+async fn ask_on_an_agent_with_memory_continues_the_default_session() {
+    let memory = Arc::new(InMemoryMemory::new());
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_text("Hi Ada.")
+            .then_text("Your name is Ada."),
+    );
+    let agent = LlmAgent::builder(model.clone())
+        .memory(memory.clone())
+        .build()
+        .unwrap();
+    agent.ask("I am Ada.").await.unwrap();
+    agent.ask("Who am I?").await.unwrap();
+    let second = &model.requests()[1];
+    assert_eq!(
+        second.messages[0].text(),
+        "I am Ada.",
+        "the memory was used"
+    );
+    assert_eq!(
+        memory
+            .load(agent_core::DEFAULT_SESSION)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn builder_calls_do_not_undo_each_other_whatever_their_order() {
+    let settings = agent_core::ModelSettings {
+        max_output_tokens: Some(99),
+        ..Default::default()
+    };
+    let limits = RunLimits {
+        max_parallel_tools: 2,
+        ..RunLimits::default()
+    };
+    let model = || Arc::new(ScriptedModel::new());
+    let before = LlmAgent::builder(model())
+        .streaming(true)
+        .temperature(0.25)
+        .max_turns(3)
+        .settings(settings.clone())
+        .limits(limits.clone())
+        .build()
+        .unwrap();
+    let after = LlmAgent::builder(model())
+        .settings(settings)
+        .limits(limits)
+        .max_turns(3)
+        .temperature(0.25)
+        .streaming(true)
+        .build()
+        .unwrap();
+    for agent in [&before, &after] {
+        assert!(agent.settings().stream);
+        assert_eq!(agent.settings().temperature, Some(0.25));
+        assert_eq!(agent.settings().max_output_tokens, Some(99));
+        assert_eq!(agent.limits().max_turns, 3);
+        assert_eq!(agent.limits().max_parallel_tools, 2);
+    }
+}
+
+#[tokio::test]
+async fn an_agent_without_a_description_cannot_become_a_tool() {
+    let inner = LlmAgent::builder(Arc::new(ScriptedModel::new()))
+        .name("researcher")
+        .build()
+        .unwrap();
+    let error = agent_core::AgentTool::new(Arc::new(inner)).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("`researcher` has no description"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_sliding_window_limits_what_is_sent() {
     let memory = Arc::new(InMemoryMemory::new());
     let model = Arc::new(
@@ -504,7 +587,7 @@ async fn cancelling_during_a_slow_tool_returns_promptly_with_every_call_answered
         "Takes ten seconds.",
         |_: Sleep, ctx: ToolContext| async move {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(10)) => Ok::<_, ToolError>("finished"),
+                _ = tokio::time::sleep(Duration::from_secs(10)) => Ok("finished"),
                 _ = ctx.cancel.cancelled() => Err(ToolError::failed("stopped")),
             }
         },
@@ -580,7 +663,7 @@ async fn an_agent_can_be_another_agents_tool() {
             }),
     );
     let outer = LlmAgent::builder(outer_model)
-        .tool(agent_core::AgentTool::new(Arc::new(inner)))
+        .tool(agent_core::AgentTool::new(Arc::new(inner)).unwrap())
         .build()
         .unwrap();
     assert_eq!(outer.ask("delegate").await.unwrap().text, "inner answer");
@@ -595,6 +678,7 @@ async fn usage_is_kept_per_turn_and_in_total() {
                 output_tokens: 10,
                 cached_input_tokens: 40,
                 reasoning_tokens: 0,
+                estimated: false,
             },
             ..ChatResponse::tool_calls(vec![ToolCall::new(
                 "c",
@@ -608,6 +692,7 @@ async fn usage_is_kept_per_turn_and_in_total() {
                 output_tokens: 5,
                 cached_input_tokens: 100,
                 reasoning_tokens: 2,
+                estimated: false,
             },
             ..ChatResponse::text("1")
         });
@@ -641,7 +726,7 @@ fn answer_tool(name: &str, answer: &'static str) -> Arc<dyn Tool> {
     #[derive(Deserialize, schemars::JsonSchema)]
     struct NoArgs {}
     Arc::new(tool_fn(name, "Answers.", move |_: NoArgs, _| async move {
-        Ok::<_, ToolError>(answer)
+        Ok(answer)
     }))
 }
 
@@ -684,10 +769,18 @@ async fn tool_sources_are_read_when_each_run_starts_and_bad_changes_are_not_take
         ("b", "B", false)
     );
 
-    // A change that clashes with a fixed tool's name is refused; the last good set stays.
-    *source.tools.lock().unwrap() = vec![answer_tool("fixed", "clash")];
+    // A source's tool that takes a fixed tool's name is left out: the agent's own tool
+    // stays (a server cannot shadow it, or stop the agent).
+    *source.tools.lock().unwrap() = vec![answer_tool("fixed", "clash"), answer_tool("c", "C")];
     source.version.store(3, Ordering::SeqCst);
-    assert_eq!(agent.tools().names().collect::<Vec<_>>(), ["fixed", "b"]);
+    assert_eq!(agent.tools().names().collect::<Vec<_>>(), ["fixed", "c"]);
+    let fixed = agent.tools().get("fixed").unwrap().clone();
+    let out = fixed
+        .call(json!({}), &agent_core::ToolContext::detached())
+        .await
+        .unwrap()
+        .into_content();
+    assert_eq!(out, "F");
 }
 
 #[tokio::test]

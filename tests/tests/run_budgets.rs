@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{AgentError, ChatResponse, Message, StopReason};
 use agent_tools::Calculator;
 use serde_json::json;
@@ -183,7 +184,7 @@ async fn the_cost_budget_uses_the_price_table_and_is_shared_with_nested_runs() {
             .then_response(with_usage(call("1"), 100_000, 0))
             .then_text("never"),
     ))
-    .tool(agent_core::AgentTool::new(Arc::new(inner)))
+    .tool(agent_core::AgentTool::new(Arc::new(inner)).unwrap())
     .tool(Calculator::new())
     .build()
     .unwrap();
@@ -204,7 +205,7 @@ async fn the_time_budget_trips_at_the_next_check() {
     struct NoArgs {}
     let slow = tool_fn("slow", "Takes a while.", |_: NoArgs, _| async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        Ok::<_, ToolError>("done")
+        Ok("done")
     });
     let model = ScriptedModel::new()
         .then_tool_call("slow", json!({}))

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_core::prelude::*;
+use agent_core::testing::ScriptedModel;
 use agent_core::{
     AgentError, Approval, ChatRequest, ChatResponse, ChatStream, HookAction, Message, ModelError,
     OutputCheck, RunEvent, RunHooks, RunState, StopReason, StreamEvent, ToolHookAction,
@@ -177,7 +178,7 @@ fn approval_agent(model: Arc<ScriptedModel>) -> LlmAgent {
         body: String,
     }
     let send = tool_fn("send_email", "Sends an email.", |a: Send, _| async move {
-        Ok::<_, ToolError>(format!("sent to {}", a.to))
+        Ok(format!("sent to {}", a.to))
     })
     .with_meta(ToolMeta::side_effecting().with_approval());
     LlmAgent::builder(model)
@@ -397,7 +398,7 @@ async fn a_repeated_call_with_changing_results_is_legitimate() {
     struct NoArgs {}
     let tick = tool_fn("tick", "Counts.", move |_: NoArgs, _| {
         let c = c.clone();
-        async move { Ok::<_, ToolError>(c.fetch_add(1, Ordering::SeqCst) as i64) }
+        async move { Ok(c.fetch_add(1, Ordering::SeqCst) as i64) }
     });
     let mut script = ScriptedModel::new();
     for _ in 0..6 {

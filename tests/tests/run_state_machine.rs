@@ -8,8 +8,8 @@ use std::time::Duration;
 use agent_core::prelude::*;
 use agent_core::run::{BudgetKind, BudgetOverrun, Exceeded, OnBudgetExceeded, Veto};
 use agent_core::{
-    Action, AgentError, Approval, ChatResponse, Input, Message, RunState, StopReason, ToolCall,
-    ToolChoice, ToolOutcome, ToolSet, check_history,
+    Action, AgentError, Approval, ChatResponse, Input, Message, RunState, StopReason, Tool,
+    ToolCall, ToolChoice, ToolOutcome, ToolSet, check_history,
 };
 use serde::Deserialize;
 use serde_json::json;

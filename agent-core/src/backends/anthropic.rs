@@ -121,6 +121,7 @@ impl Anthropic {
     }
 
     /// Sets the `max_tokens` used when a request does not say.
+    #[must_use]
     pub fn with_default_max_tokens(mut self, max_tokens: u32) -> Self {
         self.default_max_tokens = max_tokens.max(1);
         self
@@ -273,6 +274,7 @@ fn usage_from(value: &Value) -> Usage {
         output_tokens: n("output_tokens"),
         cached_input_tokens: cache_read,
         reasoning_tokens: 0,
+        estimated: false,
     }
 }
 
@@ -671,7 +673,8 @@ mod tests {
                 input_tokens: 105,
                 output_tokens: 7,
                 cached_input_tokens: 90,
-                reasoning_tokens: 0
+                reasoning_tokens: 0,
+                estimated: false,
             }
         );
         assert_eq!(response.finish_reason, FinishReason::ToolCalls);

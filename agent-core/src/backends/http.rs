@@ -125,6 +125,9 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client with these timeouts and retries.
     pub fn new(config: HttpConfig) -> Result<Self, ModelError> {
+        // reqwest 0.13 takes the process-wide rustls provider; ring is ours. A provider
+        // already installed (by us or by the application) stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))

@@ -198,7 +198,11 @@ impl ModelIo<'_> {
                 tracing::warn!(parent: &span, error = %error, "model call failed");
                 return Input::ModelFailed(error);
             }
-            Some(Ok(response)) => response,
+            Some(Ok(mut response)) => {
+                // Usage the provider did not report is estimated, never zero.
+                response.fill_missing_usage(request);
+                response
+            }
         };
         let usage = response.usage;
         span.record("gen_ai.usage.input_tokens", usage.input_tokens);

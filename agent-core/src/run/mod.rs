@@ -186,6 +186,7 @@ impl RunContext {
     }
 
     /// Uses this memory session.
+    #[must_use]
     pub fn with_session(mut self, session: impl Into<String>) -> Self {
         self.session = Some(session.into());
         self
@@ -193,12 +194,14 @@ impl RunContext {
 
     /// Spends from this budget (shared: pass the same tracker to several runs to give them
     /// one budget).
+    #[must_use]
     pub fn with_budget(mut self, budget: std::sync::Arc<BudgetTracker>) -> Self {
         self.budget = Some(budget);
         self
     }
 
     /// Uses this cancellation token.
+    #[must_use]
     pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
         self.cancel = cancel;
         self

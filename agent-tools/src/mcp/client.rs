@@ -88,9 +88,8 @@ async fn start_http(
     startup_timeout: Duration,
 ) -> Result<RunningService<RoleClient, Handler>, McpError> {
     let config = target.config()?;
-    // reqwest 0.13 (inside rmcp) needs a process-wide TLS provider; ring is the one the rest
-    // of the workspace already uses. Installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // reqwest 0.13 (inside rmcp) needs a process-wide TLS provider.
+    crate::tls_provider();
     let transport = StreamableHttpClientTransport::from_config(config);
     let reason = match tokio::time::timeout(startup_timeout, handler.serve(transport)).await {
         Ok(Ok(service)) => return Ok(service),
@@ -108,6 +107,7 @@ async fn start_http(
 }
 
 /// Configures an [`McpClient`]; made by [`McpClient::stdio`] or [`McpClient::http`].
+#[must_use = "a builder does nothing until `.connect()`"]
 pub struct McpClientBuilder {
     endpoint: Endpoint,
     prefix: Option<String>,
@@ -181,7 +181,6 @@ impl McpClientBuilder {
 
     /// The most bytes of one call's result passed on to the model (256 KiB by default); a
     /// longer result is cut, with a note saying how much was cut.
-    #[must_use]
     pub fn max_result_bytes(mut self, bytes: usize) -> Self {
         self.max_result_bytes = bytes;
         self

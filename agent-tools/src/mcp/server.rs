@@ -58,6 +58,7 @@ impl McpServer {
     }
 
     /// The name and version the server gives in the handshake.
+    #[must_use]
     pub fn named(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
         self.name = name.into();
         self.version = version.into();
@@ -65,12 +66,14 @@ impl McpServer {
     }
 
     /// Instructions for the client's model, sent in the handshake.
+    #[must_use]
     pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
         self.instructions = Some(instructions.into());
         self
     }
 
     /// How long one call may run (for tools without a timeout of their own).
+    #[must_use]
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
         self

@@ -400,6 +400,7 @@ impl Assembler {
                 output_tokens: n("candidatesTokenCount") + thoughts,
                 cached_input_tokens: n("cachedContentTokenCount"),
                 reasoning_tokens: thoughts,
+                estimated: false,
             };
             events.push(StreamEvent::Usage(self.usage));
         }
@@ -638,7 +639,8 @@ mod tests {
                 input_tokens: 1450,
                 output_tokens: 162,
                 cached_input_tokens: 1024,
-                reasoning_tokens: 131
+                reasoning_tokens: 131,
+                estimated: false,
             }
         );
         let calls = r.message.tool_calls.clone();

@@ -12,6 +12,8 @@ pub mod request;
 mod response;
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -49,8 +51,11 @@ pub enum Flavor {
 }
 
 impl Flavor {
+    /// Whether a stream may ask for usage (`stream_options.include_usage`). Mistral refuses
+    /// the field (and always reports usage); other servers of the generic flavour (vLLM,
+    /// llama.cpp, LM Studio) accept it, and one that refuses it is not asked again.
     fn accepts_stream_options(self) -> bool {
-        !matches!(self, Flavor::Mistral | Flavor::Generic)
+        !matches!(self, Flavor::Mistral)
     }
 
     /// The preset name of this flavour (for errors raised while streaming).
@@ -207,6 +212,9 @@ pub struct OpenAiCompatible {
     flavor: Flavor,
     target: Target,
     http: HttpClient,
+    /// Whether streams still ask for usage: cleared (for this model and its clones) when a
+    /// server refuses `stream_options`.
+    stream_usage: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for OpenAiCompatible {
@@ -288,7 +296,8 @@ impl OpenAiCompatible {
     }
 
     fn body(&self, request: &ChatRequest, stream: bool) -> Result<Bytes, ModelError> {
-        request::build_body(self.flavor, &self.model, request, stream)
+        let ask_usage = self.stream_usage.load(Ordering::Relaxed);
+        request::build_body_asking_usage(self.flavor, &self.model, request, stream, ask_usage)
             .map(Bytes::from)
             .map_err(|e| {
                 ModelError::new(
@@ -330,6 +339,7 @@ fn ollama_base_url(host: &str) -> String {
 
 /// Builds an [`OpenAiCompatible`] in code.
 #[derive(Clone)]
+#[must_use = "a builder does nothing until `.build()`"]
 pub struct OpenAiBuilder {
     preset: Preset,
     model: String,
@@ -421,6 +431,7 @@ impl OpenAiBuilder {
             },
             model: self.model,
             http: HttpClient::new(self.http)?,
+            stream_usage: Arc::new(AtomicBool::new(true)),
         })
     }
 }
@@ -451,18 +462,41 @@ impl ChatModel for OpenAiCompatible {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
         let body = self.body(request, false)?;
         let bytes = self.http.post_json(&self.target, body).await?;
-        response::parse_response(&bytes, self.source())
+        let mut response = response::parse_response(&bytes, self.source())?;
+        response.fill_missing_usage(request);
+        Ok(response)
     }
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
+        let asked_usage =
+            self.flavor == Flavor::Generic && self.stream_usage.load(Ordering::Relaxed);
         let body = self.body(request, true)?;
-        let response = self.http.post_stream(&self.target, body).await?;
+        let response = match self.http.post_stream(&self.target, body).await {
+            // A generic server that refuses `stream_options` (400/422 naming it): ask once
+            // more without it, and never again; usage is then estimated.
+            Err(e)
+                if asked_usage
+                    && e.kind == ModelErrorKind::BadRequest
+                    && e.message.contains("stream_options") =>
+            {
+                tracing::info!(
+                    gen_ai.provider.name = %self.provider,
+                    gen_ai.request.model = %self.model,
+                    "the server refused stream_options; streaming without usage reports"
+                );
+                self.stream_usage.store(false, Ordering::Relaxed);
+                let body = self.body(request, true)?;
+                self.http.post_stream(&self.target, body).await?
+            }
+            other => other?,
+        };
         let handler = SseHandler {
             state: OpenAiStream {
                 assembler: ChunkAssembler::new(&self.provider),
                 provider: self.provider.clone(),
                 model: self.model.clone(),
                 saw_done: false,
+                input_estimate: request.estimated_input_tokens(),
             },
             push: |stream: &mut OpenAiStream, data: &str| {
                 if data == "[DONE]" {
@@ -486,7 +520,13 @@ impl ChatModel for OpenAiCompatible {
                 // Without `[DONE]`, a stream is complete only if the server said why it
                 // finished; otherwise it was cut short.
                 if stream.saw_done || stream.assembler.has_finished() {
-                    stream.assembler.into_response(source)
+                    let reported = stream.assembler.has_usage();
+                    let mut response = stream.assembler.into_response(source)?;
+                    if !reported {
+                        // Unknown, not zero: the server sent no usage.
+                        response.estimate_usage(stream.input_estimate);
+                    }
+                    Ok(response)
                 } else {
                     Err(source.interrupted(
                         "the stream ended before the answer was complete (no finish_reason, no [DONE])",
@@ -513,6 +553,8 @@ struct OpenAiStream {
     provider: String,
     model: String,
     saw_done: bool,
+    /// The request's estimated input tokens, for a stream that reports no usage.
+    input_estimate: u64,
 }
 
 impl Source<'_> {

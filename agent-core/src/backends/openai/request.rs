@@ -116,6 +116,18 @@ pub fn build_body(
     request: &ChatRequest,
     stream: bool,
 ) -> Result<Vec<u8>, serde_json::Error> {
+    build_body_asking_usage(flavor, model, request, stream, true)
+}
+
+/// [`build_body`], with `stream_options.include_usage` asked for only when `ask_usage` holds
+/// (and the flavour accepts it): a server that refused it once is not asked again.
+pub(crate) fn build_body_asking_usage(
+    flavor: Flavor,
+    model: &str,
+    request: &ChatRequest,
+    stream: bool,
+    ask_usage: bool,
+) -> Result<Vec<u8>, serde_json::Error> {
     let extra = &request.extra;
     // A field the caller set in `extra` wins over ours (no duplicate keys).
     let ours = |key: &str| !extra.contains_key(key);
@@ -140,7 +152,8 @@ pub fn build_body(
         Some(n) => (Some(n).filter(|_| ours("max_tokens")), None),
         None => (None, None),
     };
-    let include_usage = stream && flavor.accepts_stream_options() && ours("stream_options");
+    let include_usage =
+        stream && ask_usage && flavor.accepts_stream_options() && ours("stream_options");
 
     let body = Body {
         model,

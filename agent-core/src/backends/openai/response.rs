@@ -105,6 +105,7 @@ impl WireUsage {
                 .as_ref()
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            estimated: false,
         }
     }
 }
@@ -262,6 +263,11 @@ impl ChunkAssembler {
     /// Whether the server said why it finished.
     pub(crate) fn has_finished(&self) -> bool {
         self.finish_reason.is_some()
+    }
+
+    /// Whether the server reported usage.
+    pub(crate) fn has_usage(&self) -> bool {
+        self.usage.is_some()
     }
 
     /// Takes one `data:` payload (not `[DONE]`) and returns the events it produced.
@@ -653,7 +659,8 @@ mod tests {
                 input_tokens: 131,
                 output_tokens: 52,
                 cached_input_tokens: 64,
-                reasoning_tokens: 10
+                reasoning_tokens: 10,
+                estimated: false,
             }
         );
     }
