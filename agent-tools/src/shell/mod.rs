@@ -11,7 +11,8 @@
 //!    `find -exec`, `tar --to-command`, `wc --files0-from`, `git -c`, `sort -o` are refused
 //!    because they are not on it; every path must stay inside the root (no absolute path
 //!    outside it, no `..`, nothing under `/proc`, `/dev` or `/sys`); programs without a
-//!    policy may only be given paths inside the root, no options. `git` may run only the
+//!    policy may only be given plain paths inside the root, no options, and run only where
+//!    Landlock can stop them from running anything else. `git` may run only the
 //!    read-only commands in [`GIT_READ_ONLY`], with configuration that switches off pagers,
 //!    hooks, fsmonitor, external diffs and text conversion whatever `.git/config` says.
 //! 3. **Confinement** ([`confinement`]): Landlock and a PID namespace where the machine
@@ -260,6 +261,17 @@ impl TypedTool for Shell {
         policy::check(&args.program, &args.args, self.sandbox.root())
             .map_err(ToolError::permission_denied)?;
         let confined = confinement();
+        if confined.filesystem == Level::None && !policy::has_policy(&args.program) {
+            // Arguments that name only files do not make an unknown program safe (`setarch
+            // x86_64 sh script` runs a shell): without Landlock nothing would stop it from
+            // running another program, so only programs with a policy run here.
+            return Err(ToolError::permission_denied(format!(
+                "`{}` has no argument policy, and this machine cannot confine what it runs \
+                 (no Landlock); only these programs can run here: {}",
+                args.program,
+                KNOWN_PROGRAMS.join(", ")
+            )));
+        }
         if self.require_confinement
             && (confined.filesystem != Level::Full || !confined.process_tree)
         {

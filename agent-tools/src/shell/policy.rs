@@ -450,6 +450,11 @@ pub const KNOWN_PROGRAMS: &[&str] = &[
     "sort", "stat", "tail", "tar", "tree", "uniq", "wc",
 ];
 
+/// Whether a program has an argument policy of its own.
+pub(crate) fn has_policy(program: &str) -> bool {
+    matches!(program, "find" | "git") || policy(program).is_some()
+}
+
 /// Programs that run other programs, or run code they are given: allowing one would allow
 /// everything.
 const NEVER: &[&str] = &[
