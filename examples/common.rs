@@ -103,8 +103,16 @@ pub fn print_transcript(result: &RunResult) {
     }
     println!("answer: {}", result.text);
     println!(
-        "({} model calls, {} input + {} output tokens)",
-        result.turns, result.usage.input_tokens, result.usage.output_tokens
+        "({} model calls, {} input + {} output tokens{})",
+        result.turns,
+        result.usage.input_tokens,
+        result.usage.output_tokens,
+        // Usage the provider did not report is estimated, and said to be.
+        if result.usage.estimated {
+            ", estimated"
+        } else {
+            ""
+        }
     );
 }
 

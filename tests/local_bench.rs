@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agent_core::backends::local::{DEFAULT_MODEL, LocalConfig, LocalModel, resolve_model_path};
-use agent_core::{LlmAgent, Message, Tool, ToolError, tool_fn};
+use agent_core::{LlmAgent, Message, Tool, tool_fn};
 use agent_tests::proc_stats::peak_rss_mib;
 use agent_tools::{Calculator, Clock, FileTools};
 

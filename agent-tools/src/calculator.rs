@@ -55,7 +55,8 @@ impl TypedTool for Calculator {
          parentheses, percentages (`12.5% of 3280`, `20%` = 0.2; `%` between two numbers is \
          the remainder), sqrt, cbrt, abs, exp, ln, log (base 10), log2, sin, cos, tan, asin, \
          acos, atan (radians), floor, ceil, round, and the constants pi and e. Thousands \
-         separators such as 3,280 are accepted."
+         separators such as 3,280 are accepted, and so are operators in words (plus, minus, \
+         times, divided by, to the power of, squared, cubed, square root of, cube root of)."
     }
 
     fn meta(&self) -> ToolMeta {
@@ -65,20 +66,55 @@ impl TypedTool for Calculator {
     fn examples(&self) -> Vec<agent_core::ToolExample> {
         use agent_core::ToolExample;
         use serde_json::json;
+        // A small model copies far better than it translates: the arithmetic of a question
+        // goes in as the question's own words (the parser reads them); only a word problem
+        // needs its numbers put into one expression.
+        // The last three are the ones shown beside other tools (see the local backend's
+        // protocol), so they are the most general.
         vec![
             ToolExample::new(
+                "What is the square root of 196, plus 6?",
+                json!({"expression": "the square root of 196, plus 6"}),
+            )
+            .with_outcome("20", "The result is 20."),
+            ToolExample::new(
+                "What is the cube root of 343, times 5?",
+                json!({"expression": "the cube root of 343, times 5"}),
+            )
+            .with_outcome("35", "The result is 35."),
+            ToolExample::new(
+                "What is 6 squared plus 4 cubed?",
+                json!({"expression": "6 squared plus 4 cubed"}),
+            )
+            .with_outcome("100", "The result is 100."),
+            ToolExample::new(
+                "A ticket costs 9 euros. How much do 6 tickets cost with a 4 euro discount?",
+                json!({"expression": "9 * 6 - 4"}),
+            )
+            .with_outcome("50", "They cost 50 euros."),
+            ToolExample::new(
+                "I had 120 euros and spent 45 euros and 30 euros. How much is left?",
+                json!({"expression": "120 - 45 - 30"}),
+            )
+            .with_outcome("45", "45 euros are left."),
+            ToolExample::new(
+                "3 kg of rice cost 6 euros. How much do 10 kg cost?",
+                json!({"expression": "6 / 3 * 10"}),
+            )
+            .with_outcome("20", "They cost 20 euros."),
+            ToolExample::new(
+                "A car drives at 60 km per hour for 2.5 hours. How far does it go?",
+                json!({"expression": "60 * 2.5"}),
+            )
+            .with_outcome("150", "It goes 150 km."),
+            ToolExample::new(
                 "How much is 15% of 80, plus 7?",
-                json!({"expression": "15% of 80 + 7"}),
+                json!({"expression": "15% of 80, plus 7"}),
             )
             .with_outcome("19", "The result is 19."),
             ToolExample::new(
-                "What is 6 times 7, divided by 3?",
-                json!({"expression": "6 * 7 / 3"}),
-            )
-            .with_outcome("14", "The result is 14."),
-            ToolExample::new(
                 "What is 3 to the power of 4, minus the square root of 81?",
-                json!({"expression": "3^4 - sqrt(81)"}),
+                json!({"expression": "3 to the power of 4, minus the square root of 81"}),
             )
             .with_outcome("72", "The result is 72."),
         ]
@@ -126,7 +162,7 @@ pub fn evaluate(expression: &str) -> Result<f64, CalcError> {
             message: format!("the expression is longer than {MAX_EXPRESSION_LEN} characters"),
         });
     }
-    let tokens = lex(expression)?;
+    let tokens = operator_words(lex(expression)?);
     if tokens.is_empty() {
         return Err(CalcError {
             position: 0,
@@ -245,7 +281,10 @@ fn lex(input: &str) -> Result<Vec<Token>, CalcError> {
             i += 1;
             continue;
         }
-        if c.is_whitespace() {
+        // A comma that is not a thousands separator separates phrases, as in "1,000
+        // divided by 8, plus 19": it is read like a space.
+        let phrase_comma = c == ',' && chars.get(i + 1).is_none_or(|n| n.is_whitespace());
+        if c.is_whitespace() || phrase_comma {
             i += 1;
             continue;
         }
@@ -288,6 +327,56 @@ fn lex(input: &str) -> Result<Vec<Token>, CalcError> {
         });
     }
     Ok(tokens)
+}
+
+/// Operators written as words, as people (and small models) write them: `plus`, `minus`,
+/// `times`, `multiplied by`, `divided by`, `to the power of`, `squared`, `cubed`,
+/// `square root of`, `cube root of`.
+fn operator_words(tokens: Vec<Token>) -> Vec<Token> {
+    let word = |i: usize| match tokens.get(i).map(|t| &t.kind) {
+        Some(Kind::Ident(w)) => w.as_str(),
+        _ => "",
+    };
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let pos = tokens[i].pos;
+        let (kinds, used): (Vec<Kind>, usize) = match word(i) {
+            "the" => (Vec::new(), 1),
+            "plus" => (vec![Kind::Plus], 1),
+            "minus" => (vec![Kind::Minus], 1),
+            "times" => (vec![Kind::Star], 1),
+            "multiplied" | "divided" => {
+                let op = if word(i) == "divided" {
+                    Kind::Slash
+                } else {
+                    Kind::Star
+                };
+                (vec![op], if word(i + 1) == "by" { 2 } else { 1 })
+            }
+            "squared" => (vec![Kind::Caret, Kind::Number(2.0)], 1),
+            "cubed" => (vec![Kind::Caret, Kind::Number(3.0)], 1),
+            "raised" if word(i + 1) == "to" => (Vec::new(), 1),
+            "to" if word(i + 1) == "the" && word(i + 2) == "power" => {
+                (vec![Kind::Caret], if word(i + 3) == "of" { 4 } else { 3 })
+            }
+            w @ ("square" | "cube") if word(i + 1) == "root" => {
+                let f = if w == "square" { "sqrt" } else { "cbrt" };
+                (
+                    vec![Kind::Ident(f.into())],
+                    if word(i + 2) == "of" { 3 } else { 2 },
+                )
+            }
+            _ => {
+                out.push(tokens[i].clone());
+                i += 1;
+                continue;
+            }
+        };
+        out.extend(kinds.into_iter().map(|kind| Token { kind, pos }));
+        i += used;
+    }
+    out
 }
 
 /// Reads a number: digits with optional `,` or `_` thousands grouping (a comma must be
@@ -616,6 +705,24 @@ mod tests {
 
     fn eval(s: &str) -> f64 {
         evaluate(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn operators_written_as_words() {
+        assert_eq!(eval("7 to the power of 3"), 343.0);
+        assert_eq!(eval("2 raised to the power of 10 minus 24"), 1000.0);
+        assert_eq!(eval("9 squared - 17"), 64.0);
+        assert_eq!(eval("5 cubed plus 2 cubed"), 133.0);
+        assert_eq!(eval("cube root of 512"), 8.0);
+        assert_eq!(eval("square root of 2,025 times 2"), 90.0);
+        assert_eq!(eval("1000 divided by 8 plus 19"), 144.0);
+        assert_eq!(eval("3 multiplied by 4"), 12.0);
+        // Copied from a question, commas and all.
+        assert_eq!(eval("1,000 divided by 8, plus 19"), 144.0);
+        assert_eq!(eval("the square root of 169, times 4"), 52.0);
+        assert_eq!(eval("40% of 75, plus the square root of 81"), 39.0);
+        // Words that are not operators are still refused, with their position.
+        assert_eq!(evaluate("3 apples").unwrap_err().position, 3);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use super::grammar::{LineKind, line_grammar};
+use super::grammar::{LineKind, line_grammar_with_numbers};
 use super::protocol::{Step, base_prompt, instructions, parse_step, preamble, step_message, turns};
 use super::sampling::{RUNAWAY, Rng, pick, trim_run};
 use crate::error::{ModelError, ModelErrorKind};
@@ -563,7 +563,10 @@ impl<'m> Engine<'m> {
 
         let (tools, kind) = tools_for(request);
         let mut grammar = if self.config.grammar {
-            let gbnf = line_grammar(&tools, kind);
+            let numbers = answer_numbers(request);
+            let result = numeric_result(request);
+            let gbnf =
+                line_grammar_with_numbers(&tools, kind, numbers.as_deref(), result.as_deref());
             Some(
                 LlamaSampler::grammar(self.model, &gbnf, "root").map_err(|e| {
                     engine_error(
@@ -706,8 +709,87 @@ fn cancelled() -> ModelError {
 }
 
 /// The tools the next line may call, and what the line may be, per the request's tool
-/// choice.
+/// choice; after a failed tool call, an answer may state no number (it could only be
+/// invented: the model calls again or says the tool failed).
 fn tools_for(request: &ChatRequest) -> (Vec<ToolSpec>, LineKind) {
+    let last_call_failed = matches!(
+        request.messages.last(),
+        Some(crate::message::Message::Tool(result)) if result.is_error
+    );
+    let (tools, kind) = tools_for_choice(request);
+    if last_call_failed {
+        (tools, kind.after_failure())
+    } else {
+        (tools, kind)
+    }
+}
+
+/// The numbers an answer may state in a run with tools: those of the task (the last user
+/// message) and of the tool results since. A small model's own arithmetic is not to be
+/// trusted; a number from nowhere is exactly the invented result we must not give.
+/// `None` (no limit) when the request offers no tools.
+fn answer_numbers(request: &ChatRequest) -> Option<Vec<String>> {
+    use crate::message::Message;
+    if request.tools.is_empty() {
+        return None;
+    }
+    let start = request
+        .messages
+        .iter()
+        .rposition(|m| matches!(m, Message::User { .. }))
+        .unwrap_or(0);
+    let mut numbers: Vec<String> = Vec::new();
+    for message in &request.messages[start..] {
+        let text = match message {
+            Message::User { .. } => message.text(),
+            Message::Tool(result) if !result.is_error => result.content.clone(),
+            _ => continue,
+        };
+        for number in numbers_in(&text) {
+            if !numbers.contains(&number) {
+                numbers.push(number);
+            }
+        }
+    }
+    Some(numbers)
+}
+
+/// The last message's tool result when it is one bare number (a calculator's, say): the
+/// answer must state it.
+fn numeric_result(request: &ChatRequest) -> Option<String> {
+    match request.messages.last() {
+        Some(crate::message::Message::Tool(result)) if !result.is_error => {
+            let numbers = numbers_in(&result.content);
+            let bare = numbers.len() == 1 && result.content.trim().replace(',', "") == numbers[0];
+            bare.then(|| numbers[0].clone())
+        }
+        _ => None,
+    }
+}
+
+/// The numbers in a text as written, thousands separators removed: `3,280.5` is `3280.5`.
+fn numbers_in(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        let digit_next = chars.get(i + 1).is_some_and(char::is_ascii_digit);
+        let decimal_point = c == '.' && !current.is_empty() && !current.contains('.') && digit_next;
+        if c.is_ascii_digit() || decimal_point {
+            current.push(c);
+        } else if c == ',' && !current.is_empty() && !current.contains('.') && digit_next {
+            // A thousands separator.
+        } else if !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+fn tools_for_choice(request: &ChatRequest) -> (Vec<ToolSpec>, LineKind) {
     match &request.tool_choice {
         ToolChoice::None => (Vec::new(), LineKind::AnswerOnly),
         ToolChoice::Auto => (request.tools.to_vec(), LineKind::CallOrAnswer),
@@ -721,5 +803,74 @@ fn tools_for(request: &ChatRequest) -> (Vec<ToolSpec>, LineKind) {
                 .collect(),
             LineKind::CallOnly,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Message, ToolCall, ToolResult};
+    use serde_json::json;
+
+    fn request(messages: Vec<Message>) -> ChatRequest {
+        ChatRequest {
+            messages: messages.into(),
+            tools: vec![ToolSpec {
+                name: "calculator".into(),
+                description: "Calculates.".into(),
+                parameters: json!({"type": "object"}),
+                strict: false,
+                examples: Vec::new(),
+            }]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    fn result(content: &str, is_error: bool) -> Message {
+        let call = ToolCall::new("c1", "calculator", &json!({}));
+        Message::Tool(if is_error {
+            ToolResult::error(&call, content)
+        } else {
+            ToolResult::ok(&call, content)
+        })
+    }
+
+    #[test]
+    fn numbers_are_read_as_written_without_thousands_separators() {
+        assert_eq!(
+            numbers_in("12.5% of 3,280, then 7. And -4."),
+            ["12.5", "3280", "7", "4"]
+        );
+    }
+
+    #[test]
+    fn an_answer_may_state_the_tasks_and_the_results_numbers_only() {
+        let r = request(vec![
+            Message::user("Earlier: 99"),
+            Message::user("What is 7 to the power of 3?"),
+            result("error: at character 12", true),
+            result("343", false),
+        ]);
+        assert_eq!(answer_numbers(&r).unwrap(), ["7", "3", "343"]);
+        assert_eq!(numeric_result(&r).as_deref(), Some("343"));
+        let sentence = request(vec![
+            Message::user("Hi"),
+            result("It is 12:30 in Paris", false),
+        ]);
+        assert_eq!(numeric_result(&sentence), None, "not a bare number");
+        let no_tools = ChatRequest {
+            tools: Vec::new().into(),
+            ..r
+        };
+        assert_eq!(answer_numbers(&no_tools), None);
+    }
+
+    #[test]
+    fn after_a_failed_call_the_line_kind_forbids_numbers_in_an_answer() {
+        let mut r = request(vec![Message::user("What is 2 + 2?"), result("bad", true)]);
+        assert_eq!(tools_for(&r).1, LineKind::CallOrAnswerWithoutNumbers);
+        r.tool_choice = crate::model::ToolChoice::None;
+        assert_eq!(tools_for(&r).1, LineKind::AnswerWithoutNumbers);
     }
 }

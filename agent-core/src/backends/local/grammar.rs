@@ -25,12 +25,42 @@ pub enum LineKind {
     CallOnly,
     /// An answer (no tools, or tools are off for this request).
     AnswerOnly,
+    /// A call, or an answer without digits: the last tool call failed, so any number the
+    /// answer could state would be invented. The model tries again or says it failed.
+    CallOrAnswerWithoutNumbers,
+    /// An answer without digits (tools are off, and the last tool call failed).
+    AnswerWithoutNumbers,
+}
+
+impl LineKind {
+    /// The same kind after a failed tool call: answers may state no number.
+    pub fn after_failure(self) -> Self {
+        match self {
+            LineKind::CallOrAnswer => LineKind::CallOrAnswerWithoutNumbers,
+            LineKind::AnswerOnly => LineKind::AnswerWithoutNumbers,
+            other => other,
+        }
+    }
 }
 
 /// The grammar for the next line, with `root` as its start rule.
 pub fn line_grammar(tools: &[ToolSpec], kind: LineKind) -> String {
+    line_grammar_with_numbers(tools, kind, None, None)
+}
+
+/// [`line_grammar`], with the numbers an answer may state: with `Some(numbers)`, every run
+/// of digits in an answer must be one of them (taken from the task and the tool results),
+/// so a small model cannot state a result no tool gave. With `must_state` (the last tool
+/// result was just a number), the answer states that number.
+pub fn line_grammar_with_numbers(
+    tools: &[ToolSpec],
+    kind: LineKind,
+    numbers: Option<&[String]>,
+    must_state: Option<&str>,
+) -> String {
     let mut g = Grammar::default();
-    let call = (kind != LineKind::AnswerOnly && !tools.is_empty()).then(|| {
+    let answers_only = matches!(kind, LineKind::AnswerOnly | LineKind::AnswerWithoutNumbers);
+    let call = (!answers_only && !tools.is_empty()).then(|| {
         let alternatives: Vec<String> = tools
             .iter()
             .enumerate()
@@ -41,7 +71,41 @@ pub fn line_grammar(tools: &[ToolSpec], kind: LineKind) -> String {
             .collect();
         g.rule("call", &alternatives.join(" | "))
     });
-    let answer = "\"ANSWER \" [^\\n]+";
+    let no_numbers = matches!(
+        kind,
+        LineKind::CallOrAnswerWithoutNumbers | LineKind::AnswerWithoutNumbers
+    );
+    let known: Vec<String> = numbers
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .map(|n| literal(n))
+        .collect();
+    let answer = if no_numbers || (numbers.is_some() && known.is_empty()) {
+        "\"ANSWER \" [^\\n0-9]+".to_owned()
+    } else if numbers.is_some() {
+        // Text, and numbers only whole and only known ones: a known number is followed by
+        // a character that is not a digit, or ends the line.
+        g.rule("known-number", &known.join(" | "));
+        match must_state.filter(|n| n.chars().all(|c| c.is_ascii_digit() || c == '.')) {
+            // Text around the result: whatever comes before it ends in a non-digit, and
+            // whatever follows starts with one.
+            Some(result) => {
+                g.rule("answer-before", "([^\\n0-9] | known-number [^\\n0-9])*");
+                g.rule(
+                    "answer-after",
+                    "([^\\n0-9] (known-number? [^\\n0-9])* known-number?)?",
+                );
+                format!("\"ANSWER \" answer-before {} answer-after", literal(result))
+            }
+            None => {
+                g.rule("answer-text", "(known-number? [^\\n0-9])+ known-number?");
+                "\"ANSWER \" answer-text".to_owned()
+            }
+        }
+    } else {
+        "\"ANSWER \" [^\\n]+".to_owned()
+    };
     let root = match (call, kind) {
         (Some(call), LineKind::CallOnly) => format!("\"CALL \" {call} \"\\n\""),
         (Some(call), _) => format!("(\"CALL \" {call} | {answer}) \"\\n\""),
@@ -322,6 +386,28 @@ mod tests {
             "{g}"
         );
         assert!(!g.contains("call ::="));
+    }
+
+    #[test]
+    fn after_a_failed_call_an_answer_states_no_number() {
+        let tool = spec(
+            "calc",
+            json!({"type": "object", "properties": {"expression": {"type": "string"}}}),
+        );
+        let g = line_grammar(
+            std::slice::from_ref(&tool),
+            LineKind::CallOrAnswer.after_failure(),
+        );
+        assert!(
+            g.starts_with("root ::= (\"CALL \" call | \"ANSWER \" [^\\n0-9]+) \"\\n\"\n"),
+            "{g}"
+        );
+        let g = line_grammar(&[tool], LineKind::AnswerOnly.after_failure());
+        assert!(
+            g.starts_with("root ::= \"ANSWER \" [^\\n0-9]+ \"\\n\"\n"),
+            "{g}"
+        );
+        assert_eq!(LineKind::CallOnly.after_failure(), LineKind::CallOnly);
     }
 
     #[test]

@@ -26,6 +26,10 @@ use crate::model::ToolSpec;
 /// Longest tool result put into the prompt, in characters; the rest is cut with a note.
 const MAX_RESULT_CHARS: usize = 2000;
 
+/// How many of a tool's examples the prompt shows (its last ones) when other tools are
+/// offered too; a tool alone shows all of its examples.
+const EXAMPLES_BESIDE_OTHER_TOOLS: usize = 3;
+
 /// One turn of the conversation, in the line protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Turn {
@@ -71,16 +75,27 @@ pub fn preamble(instructions: &str, tools: &[ToolSpec]) -> String {
         "\nWrite one line per step. To use a tool, write CALL, the tool's name and its \
          arguments as JSON; its result comes back on a line that starts with RESULT. Use a \
          tool whenever one fits, and never guess a result. When you know the answer, write \
-         ANSWER and the answer, starting with what the RESULT says.\n\n",
+         ANSWER and the answer, starting with what the RESULT says. If a RESULT starts with \
+         error, write the CALL again with the mistake fixed, or ANSWER that the tool failed: \
+         never state a number that no RESULT gave.\n\n",
     );
     // The tools' examples, taking turns between tools so no one tool dominates, aligned to
     // the end so that every tool has an example in the last round (the closest to the
     // task: a small model leans on what it read last).
-    let most = tools.iter().map(|t| t.examples.len()).max().unwrap_or(0);
+    // Beside other tools, a tool shows only its last few examples: one tool with many would
+    // drown the others out (a small model then calls it for everything).
+    let cap = if tools.len() > 1 {
+        EXAMPLES_BESIDE_OTHER_TOOLS
+    } else {
+        usize::MAX
+    };
+    let shown = |tool: &ToolSpec| tool.examples.len().min(cap);
+    let most = tools.iter().map(shown).max().unwrap_or(0);
     for round in 0..most {
         for tool in tools {
-            let skip = most - tool.examples.len();
-            if let Some(example) = round.checked_sub(skip).and_then(|i| tool.examples.get(i)) {
+            let examples = &tool.examples[tool.examples.len() - shown(tool)..];
+            let skip = most - examples.len();
+            if let Some(example) = round.checked_sub(skip).and_then(|i| examples.get(i)) {
                 s.push_str(&format!(
                     "TASK {}\nCALL {} {}\n",
                     one_line(&example.task),
@@ -102,7 +117,13 @@ pub fn preamble(instructions: &str, tools: &[ToolSpec]) -> String {
         "TASK Who wrote Les Misérables?\n\
          CALL lookup {\"query\": \"author of Les Misérables\"}\n\
          RESULT Les Misérables is a novel by Victor Hugo, published in 1862.\n\
-         ANSWER Victor Hugo.\n\n",
+         ANSWER Victor Hugo.\n\n\
+         TASK When was the Eiffel Tower finished?\n\
+         CALL lookup {\"query\": \"Eifel Tower\"}\n\
+         RESULT error: no page is named Eifel Tower\n\
+         CALL lookup {\"query\": \"Eiffel Tower\"}\n\
+         RESULT The Eiffel Tower in Paris was finished in 1889.\n\
+         ANSWER It was finished in 1889.\n\n",
     );
     s
 }
@@ -434,7 +455,17 @@ mod tests {
             p.contains("example: CALL clock {\"action\":\"now\"}"),
             "{p}"
         );
-        assert!(p.ends_with("ANSWER Victor Hugo.\n\n"));
+        assert!(p.contains("ANSWER Victor Hugo.\n\n"));
+        // A failed call is shown being fixed, not answered around.
+        assert!(
+            p.ends_with(
+                "RESULT error: no page is named Eifel Tower\n\
+                 CALL lookup {\"query\": \"Eiffel Tower\"}\n\
+                 RESULT The Eiffel Tower in Paris was finished in 1889.\n\
+                 ANSWER It was finished in 1889.\n\n"
+            ),
+            "{p}"
+        );
     }
 
     #[test]
