@@ -48,6 +48,19 @@ pub fn line_grammar(tools: &[ToolSpec], kind: LineKind) -> String {
     line_grammar_with_numbers(tools, kind, None, None)
 }
 
+/// The most known numbers an answer line may hold before its result.
+const MAX_ANSWER_NUMBERS: usize = 6;
+
+/// Text with at most `n` occurrences of `number`, each followed by `gap`:
+/// `[^\n0-9]* (number gap (number gap ...)?)?`.
+fn at_most(number: &str, gap: &str, n: usize) -> String {
+    let mut rule = String::new();
+    for _ in 0..n {
+        rule = format!("({number} {gap} {rule})?");
+    }
+    format!("[^\\n0-9]* {rule}")
+}
+
 /// [`line_grammar`], with the numbers an answer may state: with `Some(numbers)`, every run
 /// of digits in an answer must be one of them (taken from the task and the tool results),
 /// so a small model cannot state a result no tool gave. With `must_state` (the last tool
@@ -85,21 +98,33 @@ pub fn line_grammar_with_numbers(
         "\"ANSWER \" [^\\n0-9]+".to_owned()
     } else if numbers.is_some() {
         // Text, and numbers only whole and only known ones: a known number is followed by
-        // a character that is not a digit, or ends the line.
+        // a character that is not a digit, or ends the line. At most a few of them: a small
+        // model that repeats a number ("452.452.452...") would otherwise repeat it until
+        // the line's token limit.
         g.rule("known-number", &known.join(" | "));
         match must_state.filter(|n| n.chars().all(|c| c.is_ascii_digit() || c == '.')) {
-            // Text around the result: whatever comes before it ends in a non-digit, and
-            // whatever follows starts with one.
+            // Text around the result: the result itself is not among the numbers before
+            // it, and no number follows it.
             Some(result) => {
-                g.rule("answer-before", "([^\\n0-9] | known-number [^\\n0-9])*");
-                g.rule(
-                    "answer-after",
-                    "([^\\n0-9] (known-number? [^\\n0-9])* known-number?)?",
-                );
-                format!("\"ANSWER \" answer-before {} answer-after", literal(result))
+                let result = literal(result);
+                let others: Vec<&String> = known.iter().filter(|k| **k != result).collect();
+                let before = if others.is_empty() {
+                    "[^\\n0-9]*".to_owned()
+                } else {
+                    let joined: Vec<&str> = others.iter().map(|k| k.as_str()).collect();
+                    g.rule("other-number", &joined.join(" | "));
+                    at_most("other-number", "[^\\n0-9]+", MAX_ANSWER_NUMBERS)
+                };
+                g.rule("answer-before", &before);
+                g.rule("answer-after", "[^\\n0-9]*");
+                format!("\"ANSWER \" answer-before {result} answer-after")
             }
             None => {
-                g.rule("answer-text", "(known-number? [^\\n0-9])+ known-number?");
+                let text = format!(
+                    "{} known-number?",
+                    at_most("known-number", "[^\\n0-9]+", MAX_ANSWER_NUMBERS)
+                );
+                g.rule("answer-text", &text);
                 "\"ANSWER \" answer-text".to_owned()
             }
         }
@@ -303,6 +328,17 @@ fn rule_name(key: &str, index: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_cannot_repeat_its_result_or_pile_up_numbers() {
+        let numbers = vec!["452".to_owned(), "12.5".to_owned()];
+        let g = line_grammar_with_numbers(&[], LineKind::AnswerOnly, Some(&numbers), Some("452"));
+        // Before the result only the other numbers; after it, no digit at all.
+        let before = g.lines().find(|l| l.starts_with("other-number")).unwrap();
+        assert!(!before.contains("452"), "{g}");
+        assert!(g.contains("answer-after ::= [^\\n0-9]*"), "{g}");
+        assert_eq!(at_most("n", "g", 2), "[^\\n0-9]* (n g (n g )?)?");
+    }
     use serde_json::json;
 
     fn spec(name: &str, parameters: Value) -> ToolSpec {
