@@ -78,3 +78,45 @@ async fn a_listing_that_pages_forever_is_cut_off() {
     assert_eq!(client.tools().len(), 64);
     client.shutdown().await.unwrap();
 }
+
+/// A tool with whatever schema a server sent.
+struct Foreign(serde_json::Value);
+
+#[agent_core::async_trait]
+impl Tool for Foreign {
+    fn name(&self) -> &str {
+        "foreign"
+    }
+    fn description(&self) -> &str {
+        "A tool with a schema from outside."
+    }
+    fn parameters(&self) -> serde_json::Value {
+        self.0.clone()
+    }
+    async fn call(
+        &self,
+        _args: serde_json::Value,
+        _ctx: &ToolContext,
+    ) -> Result<agent_core::ToolOutput, agent_core::ToolError> {
+        Ok("ran".into())
+    }
+}
+
+#[test]
+fn refs_that_point_at_each_other_outside_defs_cannot_loop_the_validator() {
+    // Not `$defs` (which the inliner budgets) but JSON pointers into the schema itself,
+    // each naming the other: a validator that follows them without consuming input never
+    // stops. Either the schema is refused, or checking a call answers.
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "x": {"$ref": "#/properties/y"},
+            "y": {"$ref": "#/properties/x"}
+        }
+    });
+    let Ok(tools) = ToolSet::new([Arc::new(Foreign(schema)) as Arc<dyn Tool>]) else {
+        return; // refused: held
+    };
+    let call = agent_core::ToolCall::new("c", "foreign", &json!({"x": 1}));
+    let _ = tools.check_call(&call);
+}

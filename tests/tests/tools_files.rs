@@ -589,3 +589,24 @@ async fn a_file_swapped_for_a_fifo_never_hangs_a_call() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     swapper.join().unwrap();
 }
+
+#[tokio::test]
+async fn an_edit_that_would_multiply_a_file_is_refused_before_it_is_built() {
+    // 500,000 one-byte matches, each replaced by 100 KB: 50 GB if built before the check.
+    let s = sandbox();
+    std::fs::write(s.root.path().join("a.txt"), "a".repeat(500_000)).unwrap();
+    let err = call(
+        &s,
+        "edit_file",
+        json!({"path": "a.txt", "old_text": "a", "new_text": "b".repeat(100_000), "replace_all": true}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.message.contains("too large"), "{}", err.message);
+    assert_eq!(
+        std::fs::read_to_string(s.root.path().join("a.txt"))
+            .unwrap()
+            .len(),
+        500_000
+    );
+}

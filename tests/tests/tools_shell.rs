@@ -555,3 +555,15 @@ async fn a_repository_config_changed_through_a_link_is_put_back() {
     );
     assert!(!dir.path().join(".git/hooks/pre-commit").exists());
 }
+
+#[tokio::test]
+async fn an_argument_list_too_large_for_the_system_is_an_error_not_a_crash() {
+    // 400,000 arguments (4 MB) pass the per-argument checks but exceed the kernel's limit.
+    let dir = sandbox();
+    let shell = Shell::new(dir.path(), ["echo"]).unwrap();
+    let args: Vec<String> = (0..400_000).map(|_| "xxxxxxxxx".to_owned()).collect();
+    let result = run(&shell, json!({"program": "echo", "args": args})).await;
+    let err = result.expect_err("the system refuses a 4 MB argument list");
+    assert_eq!(err.kind, ToolErrorKind::Failed, "{err:?}");
+    assert!(err.message.contains("cannot start"), "{}", err.message);
+}

@@ -734,6 +734,15 @@ impl TypedTool for EditFile {
                 .read_to_string(&mut content)
                 .map_err(|_| ToolError::invalid_arguments(format!("`{shown}` is not UTF-8 text")))?;
             let count = content.matches(&args.old_text).count();
+            // The size is known before the replacement is made: a one-byte `old_text` that
+            // occurs a million times with a large `new_text` must not build gigabytes first.
+            let edited_len = (content.len() as u64)
+                .saturating_sub(count as u64 * args.old_text.len() as u64)
+                .saturating_add((count as u64).saturating_mul(args.new_text.len() as u64));
+            if count > 0 && (count == 1 || args.replace_all) && edited_len > files.max_write_bytes
+            {
+                return Err(ToolError::invalid_arguments("the edited file would be too large"));
+            }
             let edited = match (count, args.replace_all) {
                 (0, _) => {
                     return Err(ToolError::invalid_arguments(format!(
@@ -748,9 +757,6 @@ impl TypedTool for EditFile {
                     )));
                 }
             };
-            if edited.len() as u64 > files.max_write_bytes {
-                return Err(ToolError::invalid_arguments("the edited file would be too large"));
-            }
             replace_content(file, &shown, edited.as_bytes())?;
             Ok(format!("replaced {count} occurrence(s) in `{shown}`").into())
         })
