@@ -387,7 +387,7 @@ impl TypedTool for HttpFetch {
             }
             let text = render_within(content_type, body, deadline).await;
             let mut out = format!("status: {}\nurl: {url}\n\n", status.as_u16());
-            out.push_str(cut(&text, self.max_text));
+            out.push_str(crate::cut(&text, self.max_text));
             if text.len() > self.max_text {
                 out.push_str(&format!(
                     "\n[text cut at {} of {} bytes]",
@@ -401,18 +401,6 @@ impl TypedTool for HttpFetch {
             return Ok(ToolOutput::Text(out));
         }
     }
-}
-
-/// The longest prefix of `text` of at most `max` bytes, on a character boundary.
-fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Element nesting past which HTML is reduced to plain text instead of rendered: the

@@ -34,3 +34,13 @@ pub use files::FileTools;
 pub use http_fetch::HttpFetch;
 pub use shell::Shell;
 pub use web_search::{Brave, SearchEngine, SearchResult, SearxNg, WebSearch};
+
+/// The longest prefix of `text` of at most `max` bytes, on a character boundary (the tools'
+/// one way to cut text to a cap).
+pub(crate) fn cut(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -277,7 +277,7 @@ impl McpTool {
         let description = if description.len() > MAX_DESCRIPTION_BYTES {
             format!(
                 "{} [description cut at {MAX_DESCRIPTION_BYTES} bytes]",
-                cut(&description, MAX_DESCRIPTION_BYTES)
+                crate::cut(&description, MAX_DESCRIPTION_BYTES)
             )
         } else {
             description
@@ -433,15 +433,6 @@ impl Tool for McpTool {
     }
 }
 
-/// The longest prefix of `text` of at most `max` bytes, on a character boundary.
-fn cut(text: &str, max: usize) -> &str {
-    let mut end = max.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// A result within `max` bytes: longer ones are cut, with a note saying how much was cut
 /// (JSON that is too long becomes cut text).
 fn cap_output(output: ToolOutput, max: usize) -> ToolOutput {
@@ -458,7 +449,7 @@ fn cap_output(output: ToolOutput, max: usize) -> ToolOutput {
     };
     ToolOutput::Text(format!(
         "{}\n[result cut at {max} of {} bytes]",
-        cut(&text, max),
+        crate::cut(&text, max),
         text.len()
     ))
 }

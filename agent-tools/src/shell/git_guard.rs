@@ -69,6 +69,10 @@ impl Snapshot {
 
     /// Undoes any change; says what was undone, if anything.
     pub(crate) fn restore(mut self) -> Option<String> {
+        self.undo()
+    }
+
+    fn undo(&mut self) -> Option<String> {
         self.restored = true;
         let mut undone = Vec::new();
         if !std::fs::symlink_metadata(&self.git).is_ok_and(|m| m.is_dir()) {
@@ -124,16 +128,10 @@ fn replace(path: &Path, content: Option<&[u8]>) {
 }
 
 impl Drop for Snapshot {
+    /// A call that ends early (timeout, cancellation, an error) is undone too.
     fn drop(&mut self) {
         if !self.restored {
-            let snapshot = Snapshot {
-                git: std::mem::take(&mut self.git),
-                config: self.config.take(),
-                hooks: std::mem::take(&mut self.hooks),
-                restored: false,
-            };
-            self.restored = true;
-            let _ = snapshot.restore();
+            let _ = self.undo();
         }
     }
 }
