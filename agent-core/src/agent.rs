@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::durable::{InterruptedCalls, JournalEntry, Lease, RunEnd, RunLog, RunStatus, RunStore};
 use crate::error::{ToolError, ToolSetError};
 use crate::memory::{ContextPolicy, KeepAll, Memory};
 use crate::message::Message;
@@ -21,7 +22,9 @@ use crate::run::{
     RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
     ToolInvocation, drive_with, new_run_id,
 };
-use crate::tool::{ApprovalPolicy, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource};
+use crate::tool::{
+    ApprovalPolicy, SideEffect, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource,
+};
 use futures::{Stream, StreamExt};
 
 /// The memory session of runs that name none, on an agent with memory.
@@ -72,6 +75,11 @@ pub struct LlmAgent {
     output_guardrails: Vec<OutputGuardrail>,
     max_output_retries: u32,
     budget: Option<Budget>,
+    store: Option<Arc<dyn RunStore>>,
+    /// Whether `memory` is the store itself (then a finished run reaches its session in the
+    /// store's final commit, atomically, instead of through `Memory::append`).
+    memory_is_store: bool,
+    interrupted: InterruptedCalls,
 }
 
 /// An agent's tools when some come from [`ToolSource`]s: rebuilt when a source's version
@@ -170,6 +178,8 @@ impl LlmAgent {
             max_output_retries: 2,
             approval_policy: None,
             budget: None,
+            store: None,
+            interrupted: InterruptedCalls::default(),
         }
     }
 
@@ -227,8 +237,13 @@ impl LlmAgent {
     /// from a saved state. On success the run's messages are appended to the session in
     /// `ctx`, if any (a run paused for approval appends nothing until it finishes).
     pub async fn resume(&self, state: RunState, ctx: &RunContext) -> Result<RunResult, AgentError> {
-        self.execute(state, Input::Resume, ctx, EventSink::none())
-            .await
+        self.execute(
+            state,
+            Continue::fresh(self.session(ctx)),
+            ctx,
+            EventSink::none(),
+        )
+        .await
     }
 
     /// Continues a run paused for approval ([`StopReason::AwaitingApproval`]) with a
@@ -242,8 +257,9 @@ impl LlmAgent {
         decisions: Vec<(String, Approval)>,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
-        self.execute(state, Input::Approvals(decisions), ctx, EventSink::none())
-            .await
+        let mut run = Continue::fresh(self.session(ctx));
+        run.first = Input::Approvals(decisions);
+        self.execute(state, run, ctx, EventSink::none()).await
     }
 
     /// Runs a task and streams what happens: turns, text and reasoning deltas, tool calls
@@ -299,23 +315,145 @@ impl LlmAgent {
             (Some(memory), Some(session)) => memory.load(session).await?,
             _ => Vec::new(),
         };
-        let state = self.start(input, &history);
-        self.execute(state, Input::Resume, ctx, emit).await
+        let mut state = self.start(input, &history);
+        let session = self.session(ctx);
+        let log = match &self.store {
+            Some(store) => {
+                Some(RunLog::create(store.clone(), &mut state, &self.name, session, input).await?)
+            }
+            None => None,
+        };
+        let run = Continue {
+            first: Input::Resume,
+            replay: Vec::new(),
+            log: log.as_ref(),
+            session,
+        };
+        self.execute(state, run, ctx, emit).await
     }
 
-    /// Drives a state to its end, applying output guardrails, then appends to memory.
+    /// Resumes a durable run from its store, in this process or any other that has an
+    /// agent of the same name: loads its last committed step, feeds back what was
+    /// journalled after it, and runs only what never finished.
+    ///
+    /// A tool call interrupted while it ran (an intent and no outcome) runs again when its
+    /// tool is read-only or idempotent (with the same
+    /// [`idempotency_key`](crate::ToolContext::idempotency_key)); a side-effecting one is
+    /// not run again blindly: see [`LlmAgentBuilder::on_interrupted_calls`]. The session
+    /// is the run's own; `ctx` gives cancellation and budget.
+    ///
+    /// Errors: [`AgentError::Store`] when the run does not exist, is over, is held by a live
+    /// driver, or was started by an agent of another name; [`AgentError::InvalidState`]
+    /// when the agent has no store.
+    pub async fn resume_run(
+        &self,
+        run_id: &str,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        self.resume_stored(run_id, None, ctx).await
+    }
+
+    /// Continues a durable run paused for approval with a human's decisions (by call id),
+    /// in any process. The decisions are journalled before they apply.
+    pub async fn resume_run_with_approvals(
+        &self,
+        run_id: &str,
+        decisions: Vec<(String, Approval)>,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        self.resume_stored(run_id, Some(decisions), ctx).await
+    }
+
+    async fn resume_stored(
+        &self,
+        run_id: &str,
+        decisions: Option<Vec<(String, Approval)>>,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        let Some(store) = &self.store else {
+            return Err(AgentError::InvalidState(format!(
+                "the agent `{}` has no store to resume run `{run_id}` from: build it with \
+                 `.store(..)`",
+                self.name
+            )));
+        };
+        let (stored, lease) = store.claim_run(run_id, &Lease::new_owner()).await?;
+        let log = RunLog::claimed(
+            store.clone(),
+            run_id,
+            lease,
+            stored.info.steps,
+            stored.messages.len(),
+            stored.new_from,
+        );
+        let refuse = |error: crate::durable::StoreError| async {
+            // Leave the run as it was for whoever can resume it.
+            let _ = log.release().await;
+            Err(AgentError::Store(error))
+        };
+        if stored.info.agent != self.name {
+            return refuse(crate::durable::StoreError::new(
+                crate::durable::StoreErrorKind::Invalid,
+                format!(
+                    "run `{run_id}` was started by the agent `{}`, not `{}`: resume it with an \
+                     agent of that name",
+                    stored.info.agent, self.name
+                ),
+            ))
+            .await;
+        }
+        let state = match RunState::from_control_json(&stored.control, stored.messages) {
+            Ok(state) => state,
+            Err(e) => {
+                return refuse(crate::durable::StoreError::new(
+                    crate::durable::StoreErrorKind::Corrupt,
+                    format!("the saved state of run `{run_id}` cannot be read: {e}"),
+                ))
+                .await;
+            }
+        };
+        let tools = self.tools();
+        let replay = catch_up(&state, stored.journal, &tools, self.interrupted);
+        let mut replay = replay;
+        if let Some(decisions) = decisions {
+            let entry = JournalEntry::Approvals {
+                decisions: decisions.clone(),
+            };
+            if let Err(e) = store.journal(run_id, log.lease(), &entry).await {
+                return refuse(e).await;
+            }
+            replay.push(Input::Approvals(decisions));
+        }
+        let run = Continue {
+            first: Input::Resume,
+            replay,
+            log: Some(&log),
+            session: stored.info.session.as_deref(),
+        };
+        self.execute(state, run, ctx, EventSink::none()).await
+    }
+
+    /// Drives a state to its end, applying output guardrails, then appends to memory (for
+    /// a durable run: commits its end, with the session append when the store is the
+    /// memory).
     async fn execute(
         &self,
         mut state: RunState,
-        mut first: Input,
+        run: Continue<'_>,
         ctx: &RunContext,
         mut emit: EventSink<'_>,
     ) -> Result<RunResult, AgentError> {
+        let Continue {
+            mut first,
+            mut replay,
+            log,
+            session,
+        } = run;
         let span = tracing::info_span!(
             "invoke_agent",
             gen_ai.operation.name = "invoke_agent",
             gen_ai.agent.name = %self.name,
-            gen_ai.conversation.id = self.session(ctx).unwrap_or(""),
+            gen_ai.conversation.id = session.unwrap_or(""),
             run.id = state.run_id(),
         );
         let tools = self.tools();
@@ -323,14 +461,23 @@ impl LlmAgent {
             .budget
             .clone()
             .or_else(|| self.budget.clone().map(|b| Arc::new(BudgetTracker::new(b))));
+        if let Some(tracker) = &tracker
+            && state.turns() > 0
+            && log.is_some()
+        {
+            // A resumed run has spent already: a budget counts it.
+            let _ = tracker.record_model_call(self.model.model(), &state.usage());
+        }
         let mut retries = 0;
-        let result = loop {
+        let outcome = loop {
             let controls = RunControls {
                 hooks: &self.hooks,
                 emit: emit.reborrow(),
                 budget: tracker.clone(),
+                journal: log,
+                replay: std::mem::take(&mut replay),
             };
-            let result = drive_with(
+            let result = match drive_with(
                 &mut state,
                 self.model.as_ref(),
                 &tools,
@@ -340,26 +487,39 @@ impl LlmAgent {
                 controls,
             )
             .instrument(span.clone())
-            .await?;
+            .await
+            {
+                Ok(result) => result,
+                Err(error) => break Err(error),
+            };
             if result.stop_reason == StopReason::AwaitingApproval {
                 return Ok(result);
             }
             match self.check_output(&result.text) {
-                OutputCheck::Accept => break result,
+                OutputCheck::Accept => break Ok(result),
                 OutputCheck::Retry(feedback) if retries < self.max_output_retries => {
                     retries += 1;
                     state.reopen(result, &feedback);
+                    if let Some(log) = log {
+                        log.commit(&mut state, RunStatus::Running).await?;
+                    }
                     first = Input::Resume;
                 }
                 OutputCheck::Retry(reason) | OutputCheck::Reject(reason) => {
-                    return Err(AgentError::OutputRejected {
+                    break Err(AgentError::OutputRejected {
                         reason,
                         partial: Box::new(result.into_partial()),
                     });
                 }
             }
         };
-        if let (Some(memory), Some(session)) = (&self.memory, self.session(ctx)) {
+        let separate_memory = self.memory.as_ref().filter(|_| !self.memory_is_store);
+        if let Some(log) = log {
+            let in_store = session.filter(|_| self.memory_is_store);
+            finish_durable(log, &mut state, &outcome, in_store).await?;
+        }
+        let result = outcome?;
+        if let (Some(memory), Some(session)) = (separate_memory, session) {
             memory.append(session, &result.new_messages).await?;
         }
         Ok(result)
@@ -384,6 +544,137 @@ impl LlmAgent {
         }
         OutputCheck::Accept
     }
+}
+
+/// How [`LlmAgent::execute`] goes on with a state: its first input, the journalled inputs
+/// to catch up on, the durable run's journal, and the memory session.
+struct Continue<'a> {
+    first: Input,
+    replay: Vec<Input>,
+    log: Option<&'a RunLog>,
+    session: Option<&'a str>,
+}
+
+impl<'a> Continue<'a> {
+    fn fresh(session: Option<&'a str>) -> Self {
+        Continue {
+            first: Input::Resume,
+            replay: Vec::new(),
+            log: None,
+            session,
+        }
+    }
+}
+
+/// The inputs a resumed run catches up on: what was journalled after its last committed
+/// step, in order, then a verdict for each call that was interrupted while it ran (an
+/// intent, no outcome) and whose tool may have side effects. Interrupted calls of
+/// read-only and idempotent tools stay pending: the driver runs them again.
+fn catch_up(
+    state: &RunState,
+    journal: Vec<JournalEntry>,
+    tools: &ToolSet,
+    interrupted: InterruptedCalls,
+) -> Vec<Input> {
+    let mut replay = Vec::with_capacity(journal.len());
+    let mut turn = state.turns();
+    let mut intents = Vec::new();
+    let mut finished = std::collections::HashSet::new();
+    for entry in journal {
+        match entry {
+            JournalEntry::ModelResponse { response, veto, .. } => {
+                turn += 1;
+                replay.push(match veto {
+                    Some(veto) => Input::ModelResponseVetoed(response, veto),
+                    None => Input::ModelResponse(response),
+                });
+            }
+            JournalEntry::ToolIntent {
+                turn,
+                call_id,
+                name,
+                ..
+            } => intents.push((turn, call_id, name)),
+            JournalEntry::ToolOutcome {
+                turn,
+                call_id,
+                outcome,
+            } => {
+                finished.insert((turn, call_id.clone()));
+                replay.push(Input::ToolFinished(outcome.into_outcome(call_id)));
+            }
+            JournalEntry::Approvals { decisions } => replay.push(Input::Approvals(decisions)),
+        }
+    }
+    for (call_turn, call_id, name) in intents {
+        if call_turn != turn || finished.contains(&(call_turn, call_id.clone())) {
+            continue;
+        }
+        let side_effecting = tools
+            .meta(&name)
+            .is_none_or(|m| m.side_effect == SideEffect::SideEffecting);
+        if side_effecting {
+            replay.push(Input::OutcomeUnknown {
+                call_id,
+                ask_human: interrupted == InterruptedCalls::AskHuman,
+            });
+        }
+    }
+    replay
+}
+
+/// Commits the end of a durable run: its last messages and status, and (with `session`)
+/// its place in that session's history, in one write. A store error while recording a
+/// failure is logged: the run's own error is the one to report.
+async fn finish_durable(
+    log: &RunLog,
+    state: &mut RunState,
+    outcome: &Result<RunResult, AgentError>,
+    session: Option<&str>,
+) -> Result<(), AgentError> {
+    match outcome {
+        Ok(result) => {
+            let end = RunEnd {
+                text: Some(result.text.clone()),
+                error: None,
+                stop_reason: Some(result.stop_reason),
+                usage: result.usage,
+                turns: result.turns,
+            };
+            log.finish(
+                state,
+                &result.new_messages,
+                RunStatus::Finished,
+                &end,
+                session,
+            )
+            .await?;
+        }
+        // The store is the problem (or a resume was refused): the run stays as stored.
+        Err(AgentError::Store(_)) => {}
+        Err(error) => {
+            let status = match error {
+                AgentError::Cancelled { .. } => RunStatus::Cancelled,
+                _ => RunStatus::Failed,
+            };
+            let partial = error.partial();
+            let end = RunEnd {
+                text: None,
+                error: Some(error.to_string()),
+                stop_reason: None,
+                usage: partial.map(|p| p.usage).unwrap_or_default(),
+                turns: partial.map_or(0, |p| p.turns),
+            };
+            let messages = partial.map_or(&[][..], |p| &p.new_messages[..]);
+            if let Err(e) = log.finish(state, messages, status, &end, None).await {
+                tracing::warn!(
+                    run.id = log.run_id(),
+                    "the end of a failed run could not be stored: {e}"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An output guardrail's verdict on a final answer.
@@ -479,9 +770,38 @@ pub struct LlmAgentBuilder {
     max_output_retries: u32,
     approval_policy: Option<ApprovalPolicy>,
     budget: Option<Budget>,
+    store: Option<Arc<dyn RunStore>>,
+    interrupted: InterruptedCalls,
 }
 
 impl LlmAgentBuilder {
+    /// Makes every run durable: journalled in this store as it goes, so that after a crash
+    /// [`LlmAgent::resume_run`] finishes it without repeating a side effect. The store is
+    /// also the agent's [`memory`](Self::memory) unless another one is set, and then a
+    /// finished run joins its session in the same write that ends it.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use agent_core::{LlmAgent, durable::RunStore, testing::ScriptedModel};
+    /// # fn open_store() -> Arc<dyn RunStore> { unimplemented!() }
+    /// let store = open_store(); // e.g. agent_store::SqliteStore::open("runs.db")?
+    /// let agent = LlmAgent::builder(Arc::new(ScriptedModel::new()))
+    ///     .store(store)
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn store(mut self, store: Arc<dyn RunStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// What a resumed run does with a side-effecting call that was interrupted while it ran
+    /// (default: the model reads that its outcome is unknown; or a human decides).
+    pub fn on_interrupted_calls(mut self, what: InterruptedCalls) -> Self {
+        self.interrupted = what;
+        self
+    }
+
     /// Gives every run of this agent a budget of its own (unless the run's context brings a
     /// shared one, which then applies instead).
     pub fn budget(mut self, budget: Budget) -> Self {
@@ -694,6 +1014,15 @@ impl LlmAgentBuilder {
             };
             (tools, Some(dynamic))
         };
+        let (memory, memory_is_store) = match (self.memory, &self.store) {
+            (Some(memory), Some(store)) => {
+                let same = std::ptr::addr_eq(Arc::as_ptr(&memory), Arc::as_ptr(store));
+                (Some(memory), same)
+            }
+            (Some(memory), None) => (Some(memory), false),
+            (None, Some(store)) => (Some(store.clone() as Arc<dyn Memory>), true),
+            (None, None) => (None, false),
+        };
         Ok(LlmAgent {
             name: self.name,
             description: self.description,
@@ -701,7 +1030,10 @@ impl LlmAgentBuilder {
             instructions: self.instructions,
             tools,
             dynamic,
-            memory: self.memory,
+            memory,
+            memory_is_store,
+            store: self.store,
+            interrupted: self.interrupted,
             context_policy: self.context_policy,
             limits,
             settings,

@@ -40,6 +40,7 @@
 pub mod agent;
 pub mod backends;
 mod budget;
+pub mod durable;
 pub mod error;
 pub mod memory;
 pub mod message;

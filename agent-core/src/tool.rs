@@ -121,6 +121,8 @@ pub struct ToolContext {
     pub agent: Arc<str>,
     /// The id of this call.
     pub call_id: String,
+    /// The model call (1 for the first) whose answer made this call.
+    pub turn: u32,
     /// Fired when the run is cancelled or the call timed out; long-running tools should
     /// watch it and stop.
     pub cancel: CancellationToken,
@@ -135,9 +137,25 @@ impl ToolContext {
             run_id: Arc::from("detached"),
             agent: Arc::from(""),
             call_id: String::from("detached"),
+            turn: 0,
             cancel: CancellationToken::new(),
             budget: None,
         }
+    }
+
+    /// A key that names this call, the same every time the call is attempted (after a
+    /// crash and a resume, too): `<run id>/<turn>/<call id>`. Pass it to the services a
+    /// side-effecting tool calls (an `Idempotency-Key` header, a unique column), so that a
+    /// call run again does its work once.
+    ///
+    /// ```
+    /// use agent_core::ToolContext;
+    /// let mut ctx = ToolContext::detached();
+    /// ctx.turn = 3;
+    /// assert_eq!(ctx.idempotency_key(), "detached/3/detached");
+    /// ```
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}/{}", self.run_id, self.turn, self.call_id)
     }
 }
 

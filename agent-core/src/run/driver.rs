@@ -21,10 +21,11 @@ use super::state::{
     Action, BudgetOverrun, Input, RunState, ToolInvocation, ToolOutcome, Veto, cap_tool_result,
 };
 use crate::budget::{BudgetTracker, Exceeded};
+use crate::durable::{RunLog, RunStatus};
 use crate::error::{ModelError, ModelErrorKind, ToolError, ToolErrorKind};
 use crate::message::{ToolCall, ToolResult};
 use crate::model::{ChatModel, ChatRequest, ChatResponse, StreamEvent};
-use crate::tool::{ToolContext, ToolSet};
+use crate::tool::{SideEffect, ToolContext, ToolSet};
 
 /// Runs a state machine to its end: calls the model, runs the tools, feeds the outcomes back.
 ///
@@ -41,6 +42,8 @@ pub async fn drive(
         hooks: &[],
         emit: EventSink::none(),
         budget: None,
+        journal: None,
+        replay: Vec::new(),
     };
     drive_with(state, model, tools, agent, cancel, Input::Resume, controls).await
 }
@@ -53,6 +56,12 @@ pub struct RunControls<'a> {
     pub emit: EventSink<'a>,
     /// Limits checked before and after every model call and before every turn's tool calls.
     pub budget: Option<Arc<BudgetTracker>>,
+    /// The durable run's journal, for runs of an agent with a store: what happens is
+    /// journalled before the machine hears of it, and each step is committed.
+    pub journal: Option<&'a RunLog>,
+    /// Inputs already journalled (by an earlier process), fed to the machine after `first`
+    /// and before anything new is done: how a resumed run catches up.
+    pub replay: Vec<Input>,
 }
 
 /// [`drive`] with a first input (for example [`Input::Approvals`] when resuming a paused
@@ -70,6 +79,8 @@ pub async fn drive_with(
         hooks,
         mut emit,
         budget,
+        journal,
+        replay,
     } = controls;
     let limits = state.limits().clone();
     let (run_id, agent): (Arc<str>, Arc<str>) = (Arc::from(state.run_id()), Arc::from(agent));
@@ -80,6 +91,8 @@ pub async fn drive_with(
         agent: &agent,
         cancel,
         budget: budget.as_ref(),
+        turn: 0,
+        journal,
     };
     let models = ModelIo {
         model,
@@ -88,10 +101,45 @@ pub async fn drive_with(
         cancel,
         stream: state.settings().stream,
     };
-    let mut turn = ToolTurn::new(&runner, hooks);
+    let mut turn = ToolTurn::new(runner, hooks);
+    let mut replay = VecDeque::from(replay);
     let mut input = first;
+    let mut replayed = false;
     loop {
-        input = match state.step(tools, input) {
+        let resumed = matches!(input, Input::Resume);
+        if let Some(log) = journal
+            && !replayed
+        {
+            log.record_input(&input, state.turns(), limits.max_tool_result_bytes)
+                .await
+                .map_err(AgentError::Store)?;
+        }
+        let action = state.step(tools, input);
+        if let Some(log) = journal {
+            let status = match &action {
+                Action::Paused { .. } => Some(RunStatus::Paused),
+                // Building a request from a resume changes nothing worth a write.
+                Action::CallModel(_) | Action::WrapUp(_) if resumed => None,
+                Action::CallModel(_) | Action::WrapUp(_) | Action::RunTools { .. } => {
+                    Some(RunStatus::Running)
+                }
+                Action::AwaitTools | Action::Finished(_) | Action::Failed(_) => None,
+            };
+            if let Some(status) = status {
+                log.commit(state, status).await.map_err(AgentError::Store)?;
+            }
+        }
+        // A resumed run first catches up on what was journalled; nothing is carried out
+        // until then (a pause may be lifted by journalled decisions).
+        if !matches!(action, Action::Finished(_) | Action::Failed(_))
+            && let Some(next) = replay.pop_front()
+        {
+            input = next;
+            replayed = true;
+            continue;
+        }
+        replayed = false;
+        input = match action {
             Action::Finished(result) => return Ok(result),
             Action::Failed(error) => return Err(error),
             Action::Paused { result, refused } => {
@@ -115,7 +163,7 @@ pub async fn drive_with(
             }
             Action::RunTools { run, refused } => {
                 report_refused(emit.reborrow(), refused);
-                turn.start(run, emit.reborrow()).await;
+                turn.start(run, state.turns(), emit.reborrow()).await;
                 turn.next(emit.reborrow()).await
             }
             Action::AwaitTools => turn.next(emit.reborrow()).await,
@@ -271,7 +319,7 @@ async fn call_model(
 /// The tool side of a run: one turn's calls in flight, and what already happened that the
 /// machine has not heard yet (a hook's skip or stop, a budget overrun, cancellation).
 struct ToolTurn<'a> {
-    runner: &'a ToolRunner<'a>,
+    runner: ToolRunner<'a>,
     hooks: &'a [Arc<dyn RunHooks>],
     reported: VecDeque<Input>,
     /// Each finished call, by its position in `ran`, as it finishes.
@@ -281,7 +329,7 @@ struct ToolTurn<'a> {
 }
 
 impl<'a> ToolTurn<'a> {
-    fn new(runner: &'a ToolRunner<'a>, hooks: &'a [Arc<dyn RunHooks>]) -> Self {
+    fn new(runner: ToolRunner<'a>, hooks: &'a [Arc<dyn RunHooks>]) -> Self {
         ToolTurn {
             runner,
             hooks,
@@ -301,8 +349,9 @@ impl<'a> ToolTurn<'a> {
 
     /// Checks the budget, offers each call to the hooks (which may skip it, rewrite its
     /// arguments or stop the run), and starts the calls that remain.
-    async fn start(&mut self, run: Vec<ToolInvocation>, mut emit: EventSink<'_>) {
-        let runner: &'a ToolRunner<'a> = self.runner;
+    async fn start(&mut self, run: Vec<ToolInvocation>, turn: u32, mut emit: EventSink<'_>) {
+        self.runner.turn = turn;
+        let runner: ToolRunner<'a> = self.runner;
         self.running = None;
         if run.is_empty() {
             return;
@@ -436,6 +485,11 @@ pub struct ToolRunner<'a> {
     pub cancel: &'a CancellationToken,
     /// The run's budget, handed to each call (for nested runs).
     pub budget: Option<&'a Arc<BudgetTracker>>,
+    /// The model call whose answer made these calls (for [`ToolContext::turn`]).
+    pub turn: u32,
+    /// A durable run's journal: each call of a tool that is not read-only is journalled
+    /// as an intent before it runs.
+    pub journal: Option<&'a RunLog>,
 }
 
 impl<'a> ToolRunner<'a> {
@@ -484,9 +538,9 @@ impl<'a> ToolRunner<'a> {
 
     async fn run_one(self, invocation: ToolInvocation) -> ToolOutcome {
         let ToolInvocation {
-            call_id,
-            name,
-            args,
+            mut call_id,
+            mut name,
+            mut args,
         } = invocation;
         if self.cancel.is_cancelled() {
             return ToolOutcome {
@@ -505,10 +559,37 @@ impl<'a> ToolRunner<'a> {
             gen_ai.tool.call.id = %call_id,
             error.type = field::Empty,
         );
+        if let Some(log) = self.journal
+            && self
+                .tools
+                .meta(&name)
+                .is_some_and(|m| m.side_effect != SideEffect::ReadOnly)
+        {
+            let invocation = ToolInvocation {
+                call_id,
+                name,
+                args,
+            };
+            if let Err(error) = log.record_intent(self.turn, &invocation).await {
+                return ToolOutcome {
+                    call_id: invocation.call_id,
+                    result: Err(ToolError::new(
+                        ToolErrorKind::Unavailable,
+                        format!(
+                            "`{}` was not run: the run's journal could not be written ({error}).",
+                            invocation.name
+                        ),
+                    )),
+                    duration: Duration::ZERO,
+                };
+            }
+            (call_id, name, args) = (invocation.call_id, invocation.name, invocation.args);
+        }
         let ctx = ToolContext {
             run_id: self.run_id.clone(),
             agent: self.agent.clone(),
             call_id: call_id.clone(),
+            turn: self.turn,
             cancel: self.cancel.child_token(),
             budget: self.budget.cloned(),
         };

@@ -32,6 +32,7 @@ pub use approval::{Approval, Interruption, PendingApproval};
 pub use control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
 pub use driver::{RunControls, ToolRunner, drive, drive_with};
 pub use outcome::{AgentError, PartialRun, RunResult, StopReason};
+pub(crate) use state::cap_tool_result;
 pub use state::{
     Action, BudgetOverrun, Input, RunState, STATE_VERSION, ToolInvocation, ToolOutcome, Veto,
 };

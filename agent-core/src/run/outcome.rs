@@ -188,6 +188,11 @@ pub enum AgentError {
     /// A saved run state cannot be resumed by this version or in this situation.
     #[error("cannot resume run: {0}")]
     InvalidState(String),
+    /// The run's store failed or refused (see [`StoreErrorKind`](crate::durable::StoreErrorKind)).
+    /// A run that had started is kept up to its last committed step: resume it with
+    /// [`LlmAgent::resume_run`](crate::LlmAgent::resume_run) once the store works.
+    #[error("run store: {0}")]
+    Store(#[from] crate::durable::StoreError),
 }
 
 impl AgentError {

@@ -61,10 +61,21 @@ pub enum Input {
     /// A budget check failed: before a model call (with its request) or before a turn's tool
     /// calls run (with their count).
     OverBudget(BudgetOverrun),
+    /// A resumed run found that this pending call was interrupted while it ran (a crash):
+    /// it may or may not have taken effect, and its tool is not safe to run again blindly.
+    /// With `ask_human` the call waits for a human's approval (approving runs it again);
+    /// without, the model reads that its outcome is unknown.
+    OutcomeUnknown {
+        /// The call's id.
+        call_id: String,
+        /// Send it to a human instead of answering it.
+        ask_human: bool,
+    },
 }
 
 /// An objection to a model's answer, found before the machine saw it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "veto", content = "detail", rename_all = "snake_case")]
 pub enum Veto {
     /// A hook said stop, for this reason.
     Stopped(String),
@@ -421,6 +432,45 @@ impl RunState {
         &self.run_id
     }
 
+    /// Every message of the conversation so far: the context (instructions, earlier
+    /// history), then what this run added.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// Where this run's own messages begin in [`messages`](Self::messages).
+    pub fn new_from(&self) -> usize {
+        self.new_from
+    }
+
+    /// The state without its messages, as JSON: what a journal stores at each step, beside
+    /// the messages it stores once each. [`from_control_json`](Self::from_control_json)
+    /// puts the two back together.
+    pub fn control_json(&mut self) -> Result<String, serde_json::Error> {
+        let messages = std::mem::take(&mut self.messages);
+        let json = serde_json::to_string(self);
+        self.messages = messages;
+        json
+    }
+
+    /// A state from its [`control_json`](Self::control_json) and its messages. Fails when
+    /// the control state cannot be read or does not fit the messages.
+    pub fn from_control_json(
+        control: &str,
+        messages: Vec<Message>,
+    ) -> Result<RunState, serde_json::Error> {
+        let mut state: RunState = serde_json::from_str(control)?;
+        if state.new_from > messages.len() {
+            return Err(serde::de::Error::custom(format!(
+                "the run's own messages begin at {}, but only {} messages are stored",
+                state.new_from,
+                messages.len()
+            )));
+        }
+        state.messages = Arc::new(messages);
+        Ok(state)
+    }
+
     /// The messages this run added so far.
     pub fn new_messages(&self) -> &[Message] {
         self.messages.get(self.new_from..).unwrap_or_default()
@@ -513,7 +563,49 @@ impl RunState {
             }
             Input::Stopped(reason) => self.on_stopped(reason),
             Input::OverBudget(overrun) => self.on_over_budget(tools, overrun),
+            Input::OutcomeUnknown { call_id, ask_human } => {
+                self.on_outcome_unknown(tools, &call_id, ask_human)
+            }
         }
+    }
+
+    /// A pending call was interrupted while it ran: answer it as unknown, or hand it to a
+    /// human. A call that is not pending is left as it is.
+    fn on_outcome_unknown(&mut self, tools: &ToolSet, call_id: &str, ask_human: bool) -> Action {
+        let Phase::RunTools { slots } = &mut self.phase else {
+            return self.next_action(tools);
+        };
+        if let Some(i) = slots.find(call_id)
+            && let Slot::Pending { invocation } = &slots.list[i]
+        {
+            let call = ToolCall::new(&invocation.call_id, &invocation.name, &invocation.args);
+            let next = if ask_human {
+                Slot::AwaitingApproval {
+                    call,
+                    args: Some(invocation.args.clone()),
+                    problem: Some(
+                        "the run was interrupted while this call was running, so it may or may \
+                         not have taken effect; approve only if running it again is safe"
+                            .into(),
+                    ),
+                }
+            } else {
+                Slot::Answered {
+                    result: ToolResult::error(
+                        &call,
+                        format!(
+                            "Error: the outcome of this call is unknown: the run was interrupted \
+                             while `{}` was running, and it was not run again because it may \
+                             have side effects. Check whether it took effect before calling it \
+                             again.",
+                            invocation.name
+                        ),
+                    ),
+                }
+            };
+            slots.set(i, next);
+        }
+        self.next_action(tools)
     }
 
     /// Ends the run because a hook said so: no call is left unanswered.
@@ -1006,7 +1098,7 @@ fn error_result(call: &ToolCall, error: &ToolError) -> ToolResult {
 /// Cuts a tool result to at most `limit` bytes (on a character boundary) and says how much
 /// was cut, so the model knows it did not see everything.
 pub(crate) fn cap_tool_result(mut content: String, limit: usize) -> String {
-    if content.len() <= limit {
+    if content.len() <= limit || already_capped(&content, limit) {
         return content;
     }
     let mut end = limit;
@@ -1020,6 +1112,18 @@ pub(crate) fn cap_tool_result(mut content: String, limit: usize) -> String {
          {limit} bytes)]"
     ));
     content
+}
+
+/// Whether `content` is this function's own output for `limit` (a journal stores results
+/// capped, and a resumed run caps them again): capping twice must change nothing.
+fn already_capped(content: &str, limit: usize) -> bool {
+    let tail = format!(
+        " more bytes of this result were not shown (results are limited to {limit} bytes)]"
+    );
+    content.ends_with(&tail)
+        && content
+            .rfind("\n\n[cut: ")
+            .is_some_and(|at| at <= limit && at + 3 >= limit)
 }
 
 /// Some models send empty or repeated call ids; results are paired by id, so every call of a
@@ -1067,6 +1171,14 @@ mod tests {
         assert!(!cut.starts_with("ééé"), "{cut}");
         assert!(cut.contains("16 more bytes"), "{cut}");
         assert_eq!(cap_tool_result(text.clone(), 20), text);
+        assert_eq!(
+            cap_tool_result(cut.clone(), 5),
+            cut,
+            "capping twice changes nothing"
+        );
+        let big = "x".repeat(1000);
+        let once = cap_tool_result(big, 100);
+        assert_eq!(cap_tool_result(once.clone(), 100), once);
     }
 
     #[test]
