@@ -220,6 +220,8 @@ async fn a_side_effecting_call_waits_for_the_parallel_calls_before_it() {
         agent: &Arc::from("agent"),
         cancel: &agent_core::CancellationToken::new(),
         budget: None,
+        turn: 1,
+        journal: None,
     };
     let outcomes = runner.run(invocations).await;
     assert_eq!(started.elapsed(), Duration::from_millis(400));
