@@ -79,6 +79,8 @@ pub struct LlmAgent {
     /// Whether `memory` is the store itself (then a finished run reaches its session in the
     /// store's final commit, atomically, instead of through `Memory::append`).
     memory_is_store: bool,
+    /// Whether the memory is the store because no memory was given.
+    memory_from_store: bool,
     interrupted: InterruptedCalls,
 }
 
@@ -526,12 +528,14 @@ impl LlmAgent {
     }
 
     /// The memory session of a run: the context's, or [`DEFAULT_SESSION`] when the agent has
-    /// memory and the context names none (memory is never silently ignored).
+    /// memory of its own and the context names none (memory is never silently ignored). A
+    /// store that is the memory only because it is the store serves sessions that are named:
+    /// unrelated durable runs do not become one conversation.
     fn session<'a>(&self, ctx: &'a RunContext) -> Option<&'a str> {
         match (&ctx.session, &self.memory) {
             (Some(session), _) => Some(session),
-            (None, Some(_)) => Some(DEFAULT_SESSION),
-            (None, None) => None,
+            (None, Some(_)) if !self.memory_from_store => Some(DEFAULT_SESSION),
+            _ => None,
         }
     }
 
@@ -777,8 +781,9 @@ pub struct LlmAgentBuilder {
 impl LlmAgentBuilder {
     /// Makes every run durable: journalled in this store as it goes, so that after a crash
     /// [`LlmAgent::resume_run`] finishes it without repeating a side effect. The store is
-    /// also the agent's [`memory`](Self::memory) unless another one is set, and then a
-    /// finished run joins its session in the same write that ends it.
+    /// also the agent's [`memory`](Self::memory) unless another one is set: a run whose
+    /// [`RunContext`] names a session continues it, and joins it in the same write that ends
+    /// the run (a run that names none has no memory, rather than [`DEFAULT_SESSION`]).
     ///
     /// ```no_run
     /// # use std::sync::Arc;
@@ -1014,6 +1019,7 @@ impl LlmAgentBuilder {
             };
             (tools, Some(dynamic))
         };
+        let memory_from_store = self.memory.is_none() && self.store.is_some();
         let (memory, memory_is_store) = match (self.memory, &self.store) {
             (Some(memory), Some(store)) => {
                 let same = std::ptr::addr_eq(Arc::as_ptr(&memory), Arc::as_ptr(store));
@@ -1032,6 +1038,7 @@ impl LlmAgentBuilder {
             dynamic,
             memory,
             memory_is_store,
+            memory_from_store,
             store: self.store,
             interrupted: self.interrupted,
             context_policy: self.context_policy,

@@ -115,11 +115,18 @@ pub async fn drive_with(
                 .map_err(AgentError::Store)?;
         }
         let action = state.step(tools, input);
-        if let Some(log) = journal {
+        // While a resumed run catches up, nothing is committed: the records being fed back
+        // belong to the last committed step, and a commit before the last of them is in
+        // would orphan the rest if this process died too.
+        if let Some(log) = journal
+            && replay.is_empty()
+        {
             let status = match &action {
                 Action::Paused { .. } => Some(RunStatus::Paused),
-                // Building a request from a resume changes nothing worth a write.
-                Action::CallModel(_) | Action::WrapUp(_) if resumed => None,
+                // A resume changes nothing worth a write.
+                Action::CallModel(_) | Action::WrapUp(_) | Action::RunTools { .. } if resumed => {
+                    None
+                }
                 Action::CallModel(_) | Action::WrapUp(_) | Action::RunTools { .. } => {
                     Some(RunStatus::Running)
                 }

@@ -165,10 +165,10 @@ pub fn agent(store: Arc<dyn RunStore>, ledger: &Ledger, interrupted: Interrupted
         .tool(tool_fn(
             "send_email",
             "Sends an email.",
-            move |a: Email, _ctx| {
+            move |a: Email, ctx| {
                 let ledger = l3.clone();
                 async move {
-                    ledger.record(format!("email {}", a.to));
+                    ledger.record(format!("email {} {}", ctx.idempotency_key(), a.to));
                     crash_inside("send_email");
                     Ok(format!("sent to {}", a.to))
                 }
@@ -253,8 +253,8 @@ pub fn expected_after_crash(baseline: &[Message], resumed: &[Message]) -> Vec<Me
 
 /// A store that takes its first `limit` writes (creations, journal records, commits,
 /// releases) and refuses every one after, as a process that crashed would stop writing.
-/// Runs it creates are owned by [`dead_owner`], so a resume on the inner store can claim
-/// them at once.
+/// Runs it creates or claims are owned by [`dead_owner`], so a resume on the inner store can
+/// claim them at once.
 #[derive(Debug)]
 pub struct FailingStore {
     inner: Arc<dyn RunStore>,
@@ -315,9 +315,13 @@ impl RunStore for FailingStore {
         Ok(lease)
     }
 
-    async fn claim_run(&self, run_id: &str, owner: &str) -> Result<(StoredRun, Lease), StoreError> {
+    async fn claim_run(
+        &self,
+        run_id: &str,
+        _owner: &str,
+    ) -> Result<(StoredRun, Lease), StoreError> {
         self.write()?;
-        self.inner.claim_run(run_id, owner).await
+        self.inner.claim_run(run_id, &dead_owner()).await
     }
 
     async fn journal(

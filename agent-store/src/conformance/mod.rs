@@ -479,10 +479,12 @@ pub async fn delete_removes_a_run_with_its_journal_and_its_place_in_the_session(
 }
 
 /// The heart of durability, in process: a run whose store stops taking writes after its
-/// first k writes (for every k short of all the writes the run makes), then resumed by a new agent on the same store,
-/// ends with the history of an uninterrupted run, except for the one side-effecting call
-/// that may have run before its outcome was lost (which reads "outcome unknown"), every
-/// finished call in the ledger exactly once, and no side-effecting call run twice.
+/// first k writes (for every k short of all the writes the run makes), then resumed by a new
+/// agent on the same store, and that resume stopped the same way after its first j writes
+/// (for every j), then resumed again: it ends with the history of an uninterrupted run,
+/// except for the one side-effecting call that may have run before its outcome was lost
+/// (which reads "outcome unknown"), every finished call in the ledger exactly once, and no
+/// side-effecting call run twice.
 pub async fn a_crash_after_any_write_resumes_to_the_same_history<S, F, Fut>(make: &F)
 where
     S: RunStore + 'static,
@@ -503,54 +505,89 @@ where
         "the errand run writes at least 8 times, made {writes}"
     );
     for k in 0..writes {
-        let store = make().await;
-        let ledger = Ledger::default();
-        let failing = Arc::new(FailingStore::new(store.clone(), k));
-        let first = fixtures::agent(failing.clone(), &ledger, Default::default());
-        let crashed = first.ask("Do the errand.").await;
-        let error = crashed.expect_err("the store failed, so the run cannot end");
-        assert!(
-            matches!(error, agent_core::AgentError::Store(_)),
-            "write {k}: {error}"
-        );
-        drop(first);
-        let Some(run_id) = failing.run_id() else {
-            // The creation itself failed: nothing was stored, nothing ran.
+        // j = None: the first resume runs to the end.
+        let mut j = None;
+        loop {
+            let store = make().await;
+            let ledger = Ledger::default();
+            let failing = Arc::new(FailingStore::new(store.clone(), k));
+            let first = fixtures::agent(failing.clone(), &ledger, Default::default());
+            let error = first
+                .ask("Do the errand.")
+                .await
+                .expect_err("the store failed");
             assert!(
-                ledger.is_empty(),
-                "write {k}: tools ran for a run never stored"
+                matches!(error, agent_core::AgentError::Store(_)),
+                "write {k}: {error}"
             );
-            continue;
-        };
-        let second = fixtures::agent(store.clone(), &ledger, Default::default());
-        let resumed = second
-            .resume_run(&run_id, &RunContext::new())
-            .await
-            .unwrap_or_else(|e| panic!("write {k}: resume failed: {e}"));
-        assert!(check_history(&resumed.new_messages).is_ok(), "write {k}");
-        let expected =
-            fixtures::expected_after_crash(&baseline.new_messages, &resumed.new_messages);
-        assert_eq!(
-            resumed.new_messages, expected,
-            "write {k}: the resumed history differs from an uninterrupted run's"
-        );
-        let Outcome {
-            side_effects,
-            idempotent_keys,
-            idempotent_runs: _,
-        } = ledger.outcome();
+            drop(first);
+            let Some(run_id) = failing.run_id() else {
+                // The creation itself failed: nothing was stored, nothing ran.
+                assert!(
+                    ledger.is_empty(),
+                    "write {k}: tools ran for a run never stored"
+                );
+                break;
+            };
+            let case = format!("crash after write {k}, then after resume write {j:?}");
+            let mut resumed_fully = true;
+            if let Some(j) = j {
+                let failing = Arc::new(FailingStore::new(store.clone(), j));
+                let second = fixtures::agent(failing, &ledger, Default::default());
+                resumed_fully = second.resume_run(&run_id, &RunContext::new()).await.is_ok();
+            }
+            let last = fixtures::agent(store.clone(), &ledger, Default::default());
+            let resumed = match last.resume_run(&run_id, &RunContext::new()).await {
+                Ok(resumed) => resumed,
+                // The interrupted resume got to the end: the run is over.
+                Err(agent_core::AgentError::Store(e))
+                    if resumed_fully && e.kind == StoreErrorKind::Finished =>
+                {
+                    break;
+                }
+                Err(e) => panic!("{case}: resume failed: {e}"),
+            };
+            check_resumed(
+                &case,
+                &baseline.new_messages,
+                &resumed.new_messages,
+                &ledger,
+            );
+            let stored = store.load_run(&run_id).await.expect("load");
+            assert_eq!(stored.info.status, RunStatus::Finished, "{case}");
+            let mut all = stored.messages;
+            let own = all.split_off(stored.new_from);
+            assert_eq!(
+                own, resumed.new_messages,
+                "{case}: the store has the history"
+            );
+            j = Some(j.map_or(0, |j| j + 1));
+        }
+    }
+}
+
+fn check_resumed(case: &str, baseline: &[Message], resumed: &[Message], ledger: &Ledger) {
+    assert!(check_history(resumed).is_ok(), "{case}");
+    let expected = fixtures::expected_after_crash(baseline, resumed);
+    assert_eq!(
+        resumed, expected,
+        "{case}: the resumed history differs from an uninterrupted run's"
+    );
+    let Outcome {
+        side_effects,
+        idempotent_keys,
+        idempotent_runs: _,
+    } = ledger.outcome();
+    if expected == baseline {
         assert_eq!(
             side_effects, 1,
-            "write {k}: the email was sent {side_effects} times"
+            "{case}: the email was sent {side_effects} times"
         );
-        assert_eq!(idempotent_keys, 1, "write {k}: one charge, by key");
-        let stored = store.load_run(&run_id).await.expect("load");
-        assert_eq!(stored.info.status, RunStatus::Finished, "write {k}");
-        let mut all = stored.messages;
-        let own = all.split_off(stored.new_from);
-        assert_eq!(
-            own, resumed.new_messages,
-            "write {k}: the store has the history"
+    } else {
+        assert!(
+            side_effects <= 1,
+            "{case}: the email was sent {side_effects} times"
         );
     }
+    assert_eq!(idempotent_keys, 1, "{case}: one charge, by key");
 }
