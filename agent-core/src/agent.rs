@@ -219,6 +219,10 @@ impl LlmAgent {
     /// Builds the state of a new run over the given earlier history, without running it.
     /// Drive it with [`resume`](Self::resume), or step it yourself.
     pub fn start(&self, input: &str, history: &[Message]) -> RunState {
+        self.start_as(new_run_id(), input, history)
+    }
+
+    fn start_as(&self, run_id: String, input: &str, history: &[Message]) -> RunState {
         // A policy is the user's code: a start past the end keeps nothing rather than panic.
         let start = self.context_policy.start(history).min(history.len());
         let mut context = Vec::with_capacity(history.len() - start + 1);
@@ -227,7 +231,7 @@ impl LlmAgent {
         }
         context.extend_from_slice(&history[start..]);
         RunState::new(
-            new_run_id(),
+            run_id,
             context,
             vec![Message::user(input)],
             self.settings.clone(),
@@ -317,7 +321,8 @@ impl LlmAgent {
             (Some(memory), Some(session)) => memory.load(session).await?,
             _ => Vec::new(),
         };
-        let mut state = self.start(input, &history);
+        let run_id = ctx.run_id.clone().unwrap_or_else(new_run_id);
+        let mut state = self.start_as(run_id, input, &history);
         let session = self.session(ctx);
         let log = match &self.store {
             Some(store) => {

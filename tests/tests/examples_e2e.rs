@@ -217,3 +217,61 @@ async fn the_research_agent_example_runs_offline_on_its_sample_index() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_durable_example_is_killed_mid_run_and_finished_by_resume_without_shipping_twice() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("runs.db");
+    let bin = env!("CARGO_BIN_EXE_durable_agent_e2e");
+    let mut first = Command::new(bin)
+        .env_remove("AGENT_MODEL")
+        .env("AGENT_STORE_PATH", &store)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run_id = None;
+    for line in BufReader::new(first.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("run: ") {
+            run_id = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if line.contains("shipped parcel 1") {
+            break;
+        }
+    }
+    // As `kill -9` would: no destructor, no flush.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let run_id = run_id.expect("the example prints its run id first");
+    let resumed = Command::new(bin)
+        .args(["--resume", &run_id])
+        .env_remove("AGENT_MODEL")
+        .env("AGENT_STORE_PATH", &store)
+        .output()
+        .unwrap();
+    let stdout = agent_tests::stdout_of_success(&resumed);
+    assert!(
+        stdout.contains(&format!("run: {run_id} (resumed)")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("answer: All"), "{stdout}");
+    let outbox = std::fs::read_to_string(store.with_extension("outbox")).unwrap();
+    for parcel in 1..=3 {
+        let shipped = outbox.matches(&format!("parcel {parcel} shipped")).count();
+        assert!(
+            shipped <= 1,
+            "parcel {parcel} shipped {shipped} times: {outbox}"
+        );
+    }
+    assert_eq!(outbox.matches("parcel 1 shipped").count(), 1, "{outbox}");
+    assert_eq!(outbox.matches("parcel 3 shipped").count(), 1, "{outbox}");
+    let listed = Command::new(bin)
+        .arg("--list")
+        .env("AGENT_STORE_PATH", &store)
+        .output()
+        .unwrap();
+    let listed = agent_tests::stdout_of_success(&listed);
+    assert!(listed.contains(&format!("{run_id}  finished")), "{listed}");
+}

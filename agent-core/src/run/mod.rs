@@ -178,6 +178,9 @@ pub struct RunContext {
     pub cancel: CancellationToken,
     /// Limits shared by this run and every run nested in it (agents used as tools).
     pub budget: Option<std::sync::Arc<BudgetTracker>>,
+    /// The id of the run to start (default: a fresh one). With a store, a second run with
+    /// the same id is refused, so a job submitted twice runs once.
+    pub run_id: Option<String>,
 }
 
 impl RunContext {
@@ -198,6 +201,14 @@ impl RunContext {
     #[must_use]
     pub fn with_budget(mut self, budget: std::sync::Arc<BudgetTracker>) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// Starts the run under this id instead of a fresh one (your job's id, say), so it is
+    /// known before the run starts: to resume it after a crash, or to refuse a duplicate.
+    #[must_use]
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
         self
     }
 
