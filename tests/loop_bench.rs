@@ -6,6 +6,7 @@
 //! cargo run --release --example loop_bench -- --runs 2000 --concurrency 64 --latency-ms 0
 //! cargo run --release --example loop_bench -- --runs 2000 --concurrency 1000 --latency-ms 200
 //! cargo run --release --example loop_bench -- --runs 200 --concurrency 1 --turns 100
+//! cargo run --release --example loop_bench -- --runs 500 --concurrency 1 --store 1
 //! ```
 //!
 //! Each run is a fresh conversation: "Compute 2+3 and 4*5" with tools `add` and `multiply`.
@@ -13,7 +14,9 @@
 //! conversation has `--turns` model turns), then "The results are 5 and 20."; every run
 //! checks its answer. Client and server run in their own processes, so CPU time and peak RSS
 //! are the client's alone. Prints runs/s, CPU ms per run and per turn (user + sys), peak
-//! RSS and failures, for ours and the floor, and the ratios.
+//! RSS and failures, for ours and the floor, and the ratios. With `--store 1` our agent
+//! journals every run in a SQLite file (agent-store; `synchronous=FULL`, so each commit
+//! waits for the disk): the floor stays as it is, so the ratio shows what durability costs.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -36,6 +39,7 @@ struct Options {
     latency_ms: u64,
     turns: usize,
     repeat: usize,
+    store: bool,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
@@ -45,6 +49,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         latency_ms: 0,
         turns: 2,
         repeat: 3,
+        store: false,
     };
     let mut i = 0;
     while i < args.len() {
@@ -59,6 +64,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--latency-ms" => o.latency_ms = value(i)?,
             "--turns" => o.turns = value(i)?.max(2) as usize,
             "--repeat" => o.repeat = value(i)?.max(1) as usize,
+            "--store" => o.store = value(i)? != 0,
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -140,12 +146,18 @@ fn client(args: &[String]) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let failures = Arc::new(AtomicUsize::new(0));
+    // Removed when the client ends.
+    let store_dir = o
+        .store
+        .then(tempfile::tempdir)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let (wall, cpu) = runtime.block_on(async {
         let work: Arc<
             dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync,
         > = match mode.as_str() {
             "ours" => {
-                let agent = Arc::new(ours(url, o.turns)?);
+                let agent = Arc::new(ours(url, o.turns, store_dir.as_ref().map(|d| d.path()))?);
                 Arc::new(move || {
                     let agent = agent.clone();
                     Box::pin(async move {
@@ -216,14 +228,20 @@ struct Pair {
     b: i64,
 }
 
-fn ours(url: &str, turns: usize) -> Result<LlmAgent, String> {
+fn ours(url: &str, turns: usize, store: Option<&std::path::Path>) -> Result<LlmAgent, String> {
     let model = OpenAiCompatible::builder("openai-compatible")
         .map_err(|e| e.to_string())?
         .model("mock")
         .base_url(url)
         .build()
         .map_err(|e| e.to_string())?;
-    LlmAgent::builder(Arc::new(model))
+    let mut builder = LlmAgent::builder(Arc::new(model));
+    if let Some(dir) = store {
+        let store =
+            agent_store::SqliteStore::open(dir.join("runs.db")).map_err(|e| e.to_string())?;
+        builder = builder.store(Arc::new(store));
+    }
+    builder
         .instructions("Use the tools for arithmetic.")
         .tool(
             tool_fn("add", "Adds two integers.", |p: Pair, _| async move {
@@ -361,8 +379,17 @@ fn parent(args: &[String]) -> Result<(), String> {
     }
     let url = line.trim().to_owned();
     println!(
-        "loop_bench: {} runs, {} at a time, {} ms model latency, {} model turns per run, median of {} (server: separate process at {url})",
-        o.runs, o.concurrency, o.latency_ms, o.turns, o.repeat
+        "loop_bench: {} runs, {} at a time, {} ms model latency, {} model turns per run, median of {}{} (server: separate process at {url})",
+        o.runs,
+        o.concurrency,
+        o.latency_ms,
+        o.turns,
+        o.repeat,
+        if o.store {
+            ", ours with a SQLite store"
+        } else {
+            ""
+        }
     );
     // Alternate the two clients and keep each one's median CPU, so that noise from the
     // shared machine hits both alike.
