@@ -31,7 +31,7 @@
 //! ```
 //!
 //! The [`RunStore`] trait and its records live in [`agent_core::durable`] (the agent needs
-//! them) and are re-exported here. Feature `conformance` adds [`conformance`]: the contract
+//! them) and are re-exported here. Feature `conformance` adds `agent_store::conformance`: the contract
 //! every store keeps, for another store's tests to run.
 
 #[cfg(feature = "conformance")]

@@ -7,6 +7,9 @@
 //! points are compiled in by agent-core's `crash-points` feature, enabled for tests only
 //! (a dev-dependency), never in a release build.
 
+// A test's `main` (harness = false): a failure panics, as an assertion in a test does.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};

@@ -1,6 +1,9 @@
 //! The SQLite store and durable agents on it: bad input gets a typed error that says what
 //! to do, approvals survive a process, and sessions persist in the file.
 
+// The helpers below are test code too: a failure panics, as an assertion does.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use agent_core::durable::{InterruptedCalls, RunQuery, RunStatus, RunStore, StoreErrorKind};
