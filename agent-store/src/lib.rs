@@ -12,7 +12,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use std::sync::Arc;
-//! use agent_core::{LlmAgent, RunContext, testing::ScriptedModel};
+//! use agent_core::{Agent, LlmAgent, RunContext, testing::ScriptedModel};
 //! use agent_store::{RunQuery, RunStore, SqliteStore};
 //!
 //! let dir = tempfile::tempdir().unwrap();

@@ -1,10 +1,17 @@
 //! The contract every [`RunStore`] keeps, as checks another store's tests run unchanged.
 //!
-//! ```ignore
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn my_store_conforms() {
-//!     agent_store::conformance::run_all(|| async { Arc::new(MyStore::connect().await) }).await;
-//! }
+//! ```no_run
+//! # use std::sync::Arc;
+//! # async fn my_store_conforms() {
+//! // In a test of your store: a fresh, empty store for each check.
+//! let dir = std::env::temp_dir().join("conformance");
+//! let n = std::sync::atomic::AtomicU32::new(0);
+//! agent_store::conformance::run_all(|| {
+//!     let path = dir.join(format!("{}.db", n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+//!     async move { Arc::new(agent_store::SqliteStore::open(path).unwrap()) }
+//! })
+//! .await;
+//! # }
 //! ```
 //!
 //! Each check takes a fresh, empty store and panics (with what failed) when the store breaks
