@@ -242,19 +242,51 @@ impl LlmAgent {
     /// Runs a run state to its end: a new one from [`start`](Self::start), or one restored
     /// from a saved state. On success the run's messages are appended to the session in
     /// `ctx`, if any (a run paused for approval appends nothing until it finishes).
+    ///
+    /// On an agent with a [`store`](LlmAgentBuilder::store) the run is durable: a state the
+    /// store knows is resumed from the store (as [`resume_run`](Self::resume_run) does: the
+    /// store's journal is the truth, not the copy given here); a new one is recorded first.
     pub async fn resume(&self, state: RunState, ctx: &RunContext) -> Result<RunResult, AgentError> {
-        self.execute(
-            state,
-            Continue::fresh(self.session(ctx)),
-            ctx,
-            EventSink::none(),
-        )
-        .await
+        let Some(store) = &self.store else {
+            return self
+                .execute(
+                    state,
+                    Continue::fresh(self.session(ctx)),
+                    ctx,
+                    EventSink::none(),
+                )
+                .await;
+        };
+        match self.resume_stored(state.run_id(), None, ctx).await {
+            Err(AgentError::Store(e)) if e.kind == crate::durable::StoreErrorKind::NotFound => {
+                let mut state = state;
+                let input = state
+                    .new_messages()
+                    .first()
+                    .map(Message::text)
+                    .unwrap_or_default();
+                let session = self.session(ctx);
+                let log =
+                    RunLog::create(store.clone(), &mut state, &self.name, session, &input).await?;
+                let run = Continue {
+                    first: Input::Resume,
+                    replay: Vec::new(),
+                    log: Some(&log),
+                    session,
+                };
+                self.execute(state, run, ctx, EventSink::none()).await
+            }
+            other => other,
+        }
     }
 
     /// Continues a run paused for approval ([`StopReason::AwaitingApproval`]) with a
     /// human's decisions, given by call id. The state may come from another process
     /// (it serialises); calls left without a decision stay pending.
+    ///
+    /// On an agent with a [`store`](LlmAgentBuilder::store), this is
+    /// [`resume_run_with_approvals`](Self::resume_run_with_approvals) for the state's run:
+    /// the decisions are journalled and the stored run goes on.
     ///
     /// [`StopReason::AwaitingApproval`]: crate::StopReason::AwaitingApproval
     pub async fn resume_with_approvals(
@@ -263,6 +295,11 @@ impl LlmAgent {
         decisions: Vec<(String, Approval)>,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
+        if self.store.is_some() {
+            return self
+                .resume_stored(state.run_id(), Some(decisions), ctx)
+                .await;
+        }
         let mut run = Continue::fresh(self.session(ctx));
         run.first = Input::Approvals(decisions);
         self.execute(state, run, ctx, EventSink::none()).await

@@ -348,3 +348,50 @@ fn damage(path: &std::path::Path, sql: &str) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(sql).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_based_apis_are_durable_on_an_agent_with_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir);
+    let agent = LlmAgent::builder(Arc::new(
+        ScriptedModel::new()
+            .then_text("Started by hand.")
+            .then_tool_call("delete", json!({"path": "a.txt"}))
+            .then_text("Deleted."),
+    ))
+    .name("janitor")
+    .store(store.clone())
+    .tool(
+        tool_fn(
+            "delete",
+            "Deletes a file.",
+            |_: serde_json::Value, _| async move { Ok("deleted") },
+        )
+        .with_meta(ToolMeta::side_effecting().with_approval()),
+    )
+    .build()
+    .unwrap();
+    // A state started by hand is recorded before it runs.
+    let state = agent.start("Say hi.", &[]);
+    let run_id = state.run_id().to_owned();
+    let done = agent.resume(state, &RunContext::new()).await.unwrap();
+    assert_eq!(done.text, "Started by hand.");
+    let stored = store.load_run(&run_id).await.unwrap();
+    assert_eq!(stored.info.status, RunStatus::Finished);
+    assert_eq!(stored.info.input, "Say hi.");
+    // The paused state's own API journals the decisions and finishes the stored run.
+    let paused = agent.ask("Clean up a.txt").await.unwrap();
+    let interruption = paused.interruption.unwrap();
+    let decisions = vec![(interruption.pending[0].call_id.clone(), Approval::Approve)];
+    let done = agent
+        .resume_with_approvals(interruption.state, decisions, &RunContext::new())
+        .await
+        .unwrap();
+    assert_eq!(done.text, "Deleted.");
+    let stored = store.load_run(&done.run_id).await.unwrap();
+    assert_eq!(stored.info.status, RunStatus::Finished);
+    assert_eq!(
+        stored.info.steps, 4,
+        "paused, approved, the turn answered, finished"
+    );
+}
