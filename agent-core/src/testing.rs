@@ -1,6 +1,7 @@
 //! Test kit: [`ScriptedModel`], a fake chat model that answers from a script;
 //! [`call_tool`], which calls one tool with JSON arguments as a run would; [`CassetteModel`],
-//! which records real sessions and replays them offline.
+//! which records real sessions and replays them offline; [`SchemaDrivenModel`], which calls
+//! every offered tool once with arguments generated from its schema.
 //!
 //! Not in the prelude: a test double has no place in every program's namespace.
 //!
@@ -9,10 +10,13 @@
 //! sent, and [`ScriptedModel::assert_complete`] checks the whole script was used.
 
 mod cassette;
+mod generate;
+mod schema_model;
 
 pub use cassette::{
     CASSETTE_MODE_VAR, CassetteBuilder, CassetteError, CassetteMode, CassetteModel,
 };
+pub use schema_model::{SUMMARY_HEADING, SchemaDrivenModel};
 
 use std::collections::VecDeque;
 use std::fmt;
