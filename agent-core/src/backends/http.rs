@@ -132,6 +132,15 @@ impl HttpClient {
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= 10 {
+                    attempt.error("too many redirects")
+                } else if let Err(refused) = super::guard::check_url(attempt.url().as_str()) {
+                    attempt.error(refused.message)
+                } else {
+                    attempt.follow()
+                }
+            }))
             .build()
             .map_err(|e| {
                 ModelError::new(
@@ -213,6 +222,8 @@ impl HttpClient {
         body: Bytes,
         attempt: u32,
     ) -> Result<reqwest::Response, ModelError> {
+        super::guard::check_url(&target.url)
+            .map_err(|e| e.with_provider(target.provider.clone(), target.model.clone()))?;
         let mut request = self
             .client
             .post(&target.url)
