@@ -213,7 +213,9 @@ impl ModelIo<'_> {
         );
         emit.send(|| RunEvent::Usage(usage));
         let over = self.budget.and_then(|tracker| {
-            let recorded = tracker.record_model_call(self.model.model(), &usage);
+            // A fallback's answer is priced at the model that gave it.
+            let answered_by = response.model.as_deref().unwrap_or(self.model.model());
+            let recorded = tracker.record_model_call(answered_by, &usage);
             recorded.err().map(|exceeded| overrun(tracker, exceeded))
         });
         emit.send(|| RunEvent::TurnFinished { turn, usage });
@@ -238,7 +240,9 @@ async fn call_model(
     mut emit: EventSink<'_>,
 ) -> Result<ChatResponse, ModelError> {
     if !stream {
-        let response = model.chat(request).await?;
+        let (response, waits) = crate::resilience::limit::collect_waits(model.chat(request)).await;
+        report_waits(&mut emit, waits);
+        let response = response?;
         if let Some(text) = response
             .message
             .reasoning
@@ -252,7 +256,9 @@ async fn call_model(
         }
         return Ok(response);
     }
-    let mut events = model.chat_stream(request).await?;
+    let (events, waits) = crate::resilience::limit::collect_waits(model.chat_stream(request)).await;
+    report_waits(&mut emit, waits);
+    let mut events = events?;
     while let Some(event) = events.next().await {
         match event? {
             StreamEvent::TextDelta(text) => emit.send(|| RunEvent::TextDelta(text)),
@@ -266,6 +272,17 @@ async fn call_model(
         "the stream ended without a complete answer",
     )
     .with_provider(model.provider(), model.model()))
+}
+
+/// The waits for shared limits a model call met, as events.
+fn report_waits(emit: &mut EventSink<'_>, waits: Vec<crate::resilience::limit::ModelWait>) {
+    for wait in waits {
+        emit.send(|| RunEvent::ModelWaited {
+            limit: wait.limit,
+            reason: wait.reason.to_owned(),
+            waited: wait.waited,
+        });
+    }
 }
 
 /// The tool side of a run: one turn's calls in flight, and what already happened that the
