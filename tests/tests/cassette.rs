@@ -393,3 +393,38 @@ async fn a_stream_that_broke_replays_its_events_then_the_same_error() {
     assert!(matches!(again.last(), Some(Err(_))), "{again:?}");
     replay.finish().unwrap();
 }
+
+/// Runs in a child process only (see the next test): the key comes from the environment,
+/// under a name the recorder knows to scrub, and the server echoes it.
+#[tokio::test]
+async fn child_records_with_a_key_from_the_environment() {
+    let Ok(path) = std::env::var("CASSETTE_CHILD_PATH") else {
+        return; // not the child
+    };
+    let key = std::env::var("EXAMPLE_SERVICE_API_KEY").unwrap();
+    let server = FakeServer::start(move |_, _| text_reply(&format!("your key is {key}"))).await;
+    let recorder = CassetteModel::builder(&path)
+        .mode(CassetteMode::RecordAll)
+        .build(|| Ok(real_model(&server)))
+        .unwrap();
+    recorder.chat(&user("who am I?")).await.unwrap();
+    recorder.finish().unwrap();
+}
+
+#[tokio::test]
+async fn keys_named_by_the_environment_are_scrubbed_without_being_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("env.json");
+    let env_key = "svc-7f3a9c1e5b2d8f4a6c0e";
+    let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_records_with_a_key_from_the_environment"])
+        .env("CASSETTE_CHILD_PATH", &path)
+        .env("EXAMPLE_SERVICE_API_KEY", env_key)
+        .output()
+        .await
+        .unwrap();
+    agent_tests::stdout_of_success(&out);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(env_key), "{text}");
+    assert!(text.contains("your key is <redacted>"), "{text}");
+}

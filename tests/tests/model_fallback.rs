@@ -340,3 +340,24 @@ async fn the_budget_prices_the_model_that_answered() {
         tracker.spent()
     );
 }
+
+#[tokio::test]
+async fn a_providers_retry_after_longer_than_the_cooldown_sets_it() {
+    let a = Arc::new(
+        ScriptedModel::named("a")
+            .then_error(
+                err(ModelErrorKind::RateLimited, 429).with_retry_after(Duration::from_secs(3600)),
+            )
+            .then_text("too soon"),
+    );
+    let b = Arc::new(ScriptedModel::named("b").then_text("b1").then_text("b2"));
+    let model = FallbackModel::builder()
+        .model(a.clone())
+        .model(b)
+        .cooldown(Duration::ZERO)
+        .build()
+        .unwrap();
+    model.chat(&hi()).await.unwrap();
+    assert_eq!(model.chat(&hi()).await.unwrap().message.content, "b2");
+    assert_eq!(a.requests().len(), 1);
+}
