@@ -9,7 +9,7 @@
 //! provider is `scripted`. It records every request so tests can assert on what the agent
 //! sent, and [`ScriptedModel::assert_complete`] checks the whole script was used.
 
-mod cassette;
+pub mod cassette;
 mod generate;
 mod schema_model;
 

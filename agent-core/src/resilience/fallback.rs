@@ -1,7 +1,7 @@
 //! [`FallbackModel`]: tries a list of models in order, so an agent keeps answering when a
 //! provider has a bad hour.
 //!
-//! **When it falls back** (the rule, in one place: [`FallbackModel::decide`]):
+//! **When it falls back** (the rule, in one place in the code: `FallbackModel::decide`):
 //! - to the next model on the provider's trouble: rate limits (429), overload (503/529),
 //!   server errors (5xx), timeouts, connection failures, invalid responses, and a stream that
 //!   broke *before its first event*. A stream that broke after it is an error: the caller

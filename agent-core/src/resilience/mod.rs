@@ -5,8 +5,8 @@
 //! Both wrap any [`ChatModel`](crate::ChatModel) and sit between the backends and the run:
 //! they never change what a model says, only which model is asked and when.
 
-mod fallback;
-pub(crate) mod limit;
+pub mod fallback;
+pub mod limit;
 
 pub use fallback::{FallbackBuilder, FallbackModel};
 pub use limit::{LimitedModel, SharedLimit, SharedLimitBuilder};

@@ -181,6 +181,7 @@ impl ModelIo<'_> {
             gen_ai.operation.name = "chat",
             gen_ai.provider.name = self.model.provider(),
             gen_ai.request.model = self.model.model(),
+            gen_ai.response.model = field::Empty,
             gen_ai.usage.input_tokens = field::Empty,
             gen_ai.usage.output_tokens = field::Empty,
             gen_ai.response.finish_reasons = field::Empty,
@@ -205,6 +206,10 @@ impl ModelIo<'_> {
             }
         };
         let usage = response.usage;
+        span.record(
+            "gen_ai.response.model",
+            response.model.as_deref().unwrap_or(self.model.model()),
+        );
         span.record("gen_ai.usage.input_tokens", usage.input_tokens);
         span.record("gen_ai.usage.output_tokens", usage.output_tokens);
         span.record(
