@@ -172,6 +172,10 @@ fn user(text: &str) -> ChatRequest {
     }
 }
 
+async fn answer(model: &CassetteModel, question: &str) -> String {
+    model.chat(&user(question)).await.unwrap().message.content
+}
+
 fn replayer(path: &std::path::Path) -> CassetteModel {
     CassetteModel::builder(path)
         .mode(CassetteMode::Replay)
@@ -210,10 +214,7 @@ async fn an_interaction_recorded_but_never_used_fails_the_session() {
     let path = dir.path().join("two.json");
     record_questions(&path, &["first", "second"]).await;
     let model = replayer(&path);
-    assert_eq!(
-        model.chat(&user("first")).await.unwrap().message.content,
-        "answer to first"
-    );
+    assert_eq!(answer(&model, "first").await, "answer to first");
     let error = model.finish().unwrap_err();
     assert!(
         matches!(&error, CassetteError::Unused { unused, .. } if unused == &[1]),
@@ -266,14 +267,8 @@ async fn record_new_replays_what_exists_and_records_only_what_is_new() {
         .mode(CassetteMode::RecordNew)
         .build(|| Ok(real_model(&server)))
         .unwrap();
-    assert_eq!(
-        model.chat(&user("old")).await.unwrap().message.content,
-        "answer to old"
-    );
-    assert_eq!(
-        model.chat(&user("new")).await.unwrap().message.content,
-        "fresh"
-    );
+    assert_eq!(answer(&model, "old").await, "answer to old");
+    assert_eq!(answer(&model, "new").await, "fresh");
     model.finish().unwrap();
     assert_eq!(
         server.requests().len(),
@@ -282,14 +277,8 @@ async fn record_new_replays_what_exists_and_records_only_what_is_new() {
     );
 
     let model = replayer(&path);
-    assert_eq!(
-        model.chat(&user("old")).await.unwrap().message.content,
-        "answer to old"
-    );
-    assert_eq!(
-        model.chat(&user("new")).await.unwrap().message.content,
-        "fresh"
-    );
+    assert_eq!(answer(&model, "old").await, "answer to old");
+    assert_eq!(answer(&model, "new").await, "fresh");
     model.finish().unwrap();
 }
 

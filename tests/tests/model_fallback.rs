@@ -143,43 +143,42 @@ async fn a_context_length_error_goes_only_to_a_long_context_model() {
     assert_eq!(small.requests().len(), 0);
 }
 
-#[tokio::test]
-async fn a_failing_model_cools_down_and_is_tried_again_after() {
+/// `a` fails once with `error`, then would answer; `b` answers twice. Returns how often
+/// `a` was asked over two requests, and the two answers.
+async fn after_one_failure(error: ModelError, cooldown: Duration) -> (usize, [String; 2]) {
     let a = Arc::new(
         ScriptedModel::named("a")
-            .then_error(err(ModelErrorKind::Overloaded, 503))
+            .then_error(error)
             .then_text("a is back"),
     );
     let b = Arc::new(ScriptedModel::named("b").then_text("b1").then_text("b2"));
     let model = FallbackModel::builder()
         .model(a.clone())
-        .model(b.clone())
-        .cooldown(Duration::from_secs(3600))
-        .build()
-        .unwrap();
-    assert_eq!(model.chat(&hi()).await.unwrap().message.content, "b1");
-    // Within the cooldown the failing model is not asked first.
-    assert_eq!(model.chat(&hi()).await.unwrap().message.content, "b2");
-    assert_eq!(a.requests().len(), 1);
-
-    // Without a cooldown it is asked first again.
-    let a = Arc::new(
-        ScriptedModel::named("a")
-            .then_error(err(ModelErrorKind::Overloaded, 503))
-            .then_text("a is back"),
-    );
-    let b = Arc::new(ScriptedModel::named("b").then_text("b1"));
-    let model = FallbackModel::builder()
-        .model(a.clone())
         .model(b)
-        .cooldown(Duration::ZERO)
+        .cooldown(cooldown)
         .build()
         .unwrap();
-    model.chat(&hi()).await.unwrap();
-    assert_eq!(
-        model.chat(&hi()).await.unwrap().message.content,
-        "a is back"
-    );
+    let first = model.chat(&hi()).await.unwrap().message.content;
+    let second = model.chat(&hi()).await.unwrap().message.content;
+    (a.requests().len(), [first, second])
+}
+
+#[tokio::test]
+async fn a_failing_model_cools_down_and_is_tried_again_after() {
+    let overloaded = || err(ModelErrorKind::Overloaded, 503);
+    // Within the cooldown the failing model is not asked first.
+    let (asked, answers) = after_one_failure(overloaded(), Duration::from_secs(3600)).await;
+    assert_eq!((asked, answers), (1, ["b1".into(), "b2".into()]));
+    // Without a cooldown it is asked first again.
+    let (asked, answers) = after_one_failure(overloaded(), Duration::ZERO).await;
+    assert_eq!((asked, answers), (2, ["b1".into(), "a is back".into()]));
+}
+
+#[tokio::test]
+async fn a_providers_retry_after_longer_than_the_cooldown_sets_it() {
+    let limited = err(ModelErrorKind::RateLimited, 429).with_retry_after(Duration::from_secs(3600));
+    let (asked, answers) = after_one_failure(limited, Duration::ZERO).await;
+    assert_eq!((asked, answers), (1, ["b1".into(), "b2".into()]));
 }
 
 /// A model whose stream yields `before` events, then fails.
@@ -339,25 +338,4 @@ async fn the_budget_prices_the_model_that_answered() {
         "{:?}",
         tracker.spent()
     );
-}
-
-#[tokio::test]
-async fn a_providers_retry_after_longer_than_the_cooldown_sets_it() {
-    let a = Arc::new(
-        ScriptedModel::named("a")
-            .then_error(
-                err(ModelErrorKind::RateLimited, 429).with_retry_after(Duration::from_secs(3600)),
-            )
-            .then_text("too soon"),
-    );
-    let b = Arc::new(ScriptedModel::named("b").then_text("b1").then_text("b2"));
-    let model = FallbackModel::builder()
-        .model(a.clone())
-        .model(b)
-        .cooldown(Duration::ZERO)
-        .build()
-        .unwrap();
-    model.chat(&hi()).await.unwrap();
-    assert_eq!(model.chat(&hi()).await.unwrap().message.content, "b2");
-    assert_eq!(a.requests().len(), 1);
 }

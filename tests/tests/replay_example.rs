@@ -4,8 +4,7 @@
 
 use std::path::PathBuf;
 
-use agent_tests::fake_server::{FakeServer, Reply};
-use serde_json::json;
+use agent_tests::fake_server::{FakeServer, calculator_six_times_seven};
 
 const KEY: &str = "sk-e2e-0123456789abcdefghijklmnop";
 
@@ -38,18 +37,7 @@ async fn the_replay_example_records_offline_then_replays_the_same_answer() {
 
 #[tokio::test]
 async fn the_replay_example_records_a_server_named_by_agent_model() {
-    let server = FakeServer::start(|req, _| {
-        let body = req.json();
-        let last = body["messages"].as_array().unwrap().last().unwrap().clone();
-        if last["role"] == "tool" {
-            let text = format!("It is {}.", last["content"].as_str().unwrap());
-            Reply::json(200, &json!({"choices": [{"message": {"content": text}, "finish_reason": "stop"}]}))
-        } else {
-            Reply::json(200, &json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "call_1", "type": "function",
-                "function": {"name": "calculator", "arguments": "{\"expression\":\"6*7\"}"}}]}, "finish_reason": "tool_calls"}]}))
-        }
-    })
-    .await;
+    let server = FakeServer::start(calculator_six_times_seven).await;
     let dir = tempfile::tempdir().unwrap();
     let cassette = dir.path().join("server.json");
     let env = [

@@ -23,7 +23,6 @@
 //! tool-call ids that not every provider accepts are mapped to the nine-character ids every
 //! provider accepts (the Mistral rule), for calls and results alike.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -236,6 +235,37 @@ impl FallbackModel {
         }
     }
 
+    /// Asks each candidate in turn (the rule decides whether to go on) and returns the first
+    /// answer, or one error listing every attempt.
+    async fn first_answer<'s, T, F, Fut>(
+        &'s self,
+        request: &ChatRequest,
+        mut attempt: F,
+    ) -> Result<T, ModelError>
+    where
+        F: FnMut(&'s Entry, ChatRequest) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ModelError>>,
+    {
+        let mut attempts = Vec::new();
+        let mut long_only = false;
+        for entry in self.order() {
+            if long_only && !entry.long_context {
+                continue;
+            }
+            match attempt(entry, prepare(request, entry.model.as_ref())).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => {
+                    let go_on = self.after_failure(entry, &error, &mut long_only);
+                    attempts.push((entry.name(), error));
+                    if !go_on {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(all_failed(attempts))
+    }
+
     async fn attempt_stream(
         entry: &Entry,
         request: &ChatRequest,
@@ -302,9 +332,9 @@ fn all_failed(attempts: Vec<(String, ModelError)>) -> ModelError {
     }
 }
 
-/// The request as `target` should get it (see the module docs), borrowed when nothing
-/// needs to change.
-fn prepare<'a>(request: &'a ChatRequest, target: &dyn ChatModel) -> Cow<'a, ChatRequest> {
+/// The request as `target` should get it (see the module docs); a cheap clone (shared
+/// messages) when nothing needs to change.
+fn prepare(request: &ChatRequest, target: &dyn ChatModel) -> ChatRequest {
     let provider = target.provider();
     let foreign_reasoning = |m: &Message| matches!(m, Message::Assistant(a) if a.reasoning.as_ref().is_some_and(|r| r.provider != provider));
     let odd_id = |m: &Message| match m {
@@ -317,7 +347,7 @@ fn prepare<'a>(request: &'a ChatRequest, target: &dyn ChatModel) -> Cow<'a, Chat
         .iter()
         .any(|m| foreign_reasoning(m) || odd_id(m))
     {
-        return Cow::Borrowed(request);
+        return request.clone();
     }
     let messages = request
         .messages
@@ -343,10 +373,10 @@ fn prepare<'a>(request: &'a ChatRequest, target: &dyn ChatModel) -> Cow<'a, Chat
             m
         })
         .collect::<Vec<_>>();
-    Cow::Owned(ChatRequest {
+    ChatRequest {
         messages: Arc::new(messages),
         ..request.clone()
-    })
+    }
 }
 
 /// An id every provider takes as it is: 1 to 40 ASCII letters, digits, `_` or `-`.
@@ -393,52 +423,18 @@ impl ChatModel for FallbackModel {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
-        let mut attempts = Vec::new();
-        let mut long_only = false;
-        for entry in self.order() {
-            if long_only && !entry.long_context {
-                continue;
-            }
-            match entry
-                .model
-                .chat(&prepare(request, entry.model.as_ref()))
-                .await
-            {
-                Ok(mut response) => {
-                    response.model = Some(entry.model.model().to_owned());
-                    return Ok(response);
-                }
-                Err(error) => {
-                    let go_on = self.after_failure(entry, &error, &mut long_only);
-                    attempts.push((entry.name(), error));
-                    if !go_on {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(all_failed(attempts))
+        self.first_answer(request, |entry, request| async move {
+            let mut response = entry.model.chat(&request).await?;
+            response.model = Some(entry.model.model().to_owned());
+            Ok(response)
+        })
+        .await
     }
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
-        let mut attempts = Vec::new();
-        let mut long_only = false;
-        for entry in self.order() {
-            if long_only && !entry.long_context {
-                continue;
-            }
-            let prepared = prepare(request, entry.model.as_ref());
-            match Self::attempt_stream(entry, &prepared).await {
-                Ok(stream) => return Ok(stream),
-                Err(error) => {
-                    let go_on = self.after_failure(entry, &error, &mut long_only);
-                    attempts.push((entry.name(), error));
-                    if !go_on {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(all_failed(attempts))
+        self.first_answer(request, |entry, request| async move {
+            Self::attempt_stream(entry, &request).await
+        })
+        .await
     }
 }

@@ -98,41 +98,34 @@ pub(crate) fn first_difference(expected: &Value, actual: &Value) -> Option<Diffe
 }
 
 fn diff(expected: &Value, actual: &Value, path: &mut Vec<String>) -> Option<Difference> {
-    match (expected, actual) {
+    // The children to compare, by key (objects: every key of either side, sorted) or index.
+    let children: Vec<(String, Option<&Value>, Option<&Value>)> = match (expected, actual) {
         (Value::Object(a), Value::Object(b)) => {
             let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
             keys.sort();
             keys.dedup();
-            for key in keys {
-                path.push(key.clone());
-                let found = match (a.get(key), b.get(key)) {
-                    (Some(x), Some(y)) => diff(x, y, path),
-                    (x, y) => Some(difference(path, x, y)),
-                };
-                path.pop();
-                if found.is_some() {
-                    return found;
-                }
-            }
-            None
+            keys.into_iter()
+                .map(|k| (k.clone(), a.get(k), b.get(k)))
+                .collect()
         }
-        (Value::Array(a), Value::Array(b)) => {
-            for i in 0..a.len().max(b.len()) {
-                path.push(i.to_string());
-                let found = match (a.get(i), b.get(i)) {
-                    (Some(x), Some(y)) => diff(x, y, path),
-                    (x, y) => Some(difference(path, x, y)),
-                };
-                path.pop();
-                if found.is_some() {
-                    return found;
-                }
-            }
-            None
+        (Value::Array(a), Value::Array(b)) => (0..a.len().max(b.len()))
+            .map(|i| (i.to_string(), a.get(i), b.get(i)))
+            .collect(),
+        (x, y) if x == y => return None,
+        (x, y) => return Some(difference(path, Some(x), Some(y))),
+    };
+    for (key, x, y) in children {
+        path.push(key);
+        let found = match (x, y) {
+            (Some(x), Some(y)) => diff(x, y, path),
+            (x, y) => Some(difference(path, x, y)),
+        };
+        path.pop();
+        if found.is_some() {
+            return found;
         }
-        (x, y) if x == y => None,
-        (x, y) => Some(difference(path, Some(x), Some(y))),
     }
+    None
 }
 
 fn difference(path: &[String], expected: Option<&Value>, actual: Option<&Value>) -> Difference {
