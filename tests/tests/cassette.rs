@@ -417,3 +417,41 @@ async fn keys_named_by_the_environment_are_scrubbed_without_being_listed() {
     assert!(!text.contains(env_key), "{text}");
     assert!(text.contains("your key is <redacted>"), "{text}");
 }
+
+#[tokio::test]
+async fn another_backends_answer_with_signed_reasoning_replays_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anthropic.json");
+    let server = FakeServer::start(|_, _| {
+        Reply::json(
+            200,
+            &json!({"id": "msg_1", "type": "message", "role": "assistant", "content": [
+                {"type": "thinking", "thinking": "add them", "signature": "sig-abc"},
+                {"type": "tool_use", "id": "toolu_01", "name": "calculator", "input": {"expression": "2+3"}}],
+                "stop_reason": "tool_use", "usage": {"input_tokens": 10, "output_tokens": 5}}),
+        )
+    })
+    .await;
+    let base = format!("http://{}", server.addr());
+    let recorder = CassetteModel::builder(&path)
+        .mode(CassetteMode::RecordAll)
+        .build(|| {
+            let model = agent_core::backends::anthropic::Anthropic::with_config(
+                "claude-test",
+                agent_core::backends::ApiKey::new(KEY),
+                Some(&base),
+                Default::default(),
+            )?;
+            Ok(Arc::new(model) as Arc<dyn ChatModel>)
+        })
+        .unwrap();
+    let live = recorder.chat(&user("2+3?")).await.unwrap();
+    recorder.finish().unwrap();
+    drop(server);
+    assert!(live.message.reasoning.is_some());
+
+    let replay = replayer(&path);
+    assert_eq!(replay.provider(), "anthropic");
+    assert_eq!(replay.chat(&user("2+3?")).await.unwrap(), live);
+    replay.finish().unwrap();
+}
