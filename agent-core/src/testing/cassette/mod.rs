@@ -182,6 +182,7 @@ impl CassetteBuilder {
                     recorded,
                     session: Vec::new(),
                     mismatch: None,
+                    unscrubbable: None,
                     finished: false,
                 }),
             }),
@@ -229,6 +230,8 @@ struct State {
     session: Vec<Option<Interaction>>,
     /// The first request that matched nothing.
     mismatch: Option<String>,
+    /// The first recorded answer that could not be scrubbed (nothing is saved then).
+    unscrubbable: Option<usize>,
     finished: bool,
 }
 
@@ -366,16 +369,26 @@ impl Shared {
     }
 
     /// Scrubs and stores what the real model answered.
-    fn store(&self, slot: usize, mut interaction: Interaction) {
-        let mut value = serde_json::to_value(&interaction).unwrap_or(Value::Null);
-        self.secrets.scrub(&mut value);
-        if let Ok(clean) = serde_json::from_value::<Interaction>(value) {
-            interaction = clean;
-        }
-        if let Ok(mut state) = self.state.lock()
-            && let Some(entry) = state.session.get_mut(slot)
-        {
-            *entry = Some(interaction);
+    fn store(&self, slot: usize, interaction: Interaction) {
+        // Scrubbed through its JSON form; an interaction that cannot make the round trip is
+        // never kept unscrubbed: the session then refuses to save.
+        let clean = serde_json::to_value(&interaction)
+            .ok()
+            .and_then(|mut value| {
+                self.secrets.scrub(&mut value);
+                serde_json::from_value::<Interaction>(value).ok()
+            });
+        if let Ok(mut state) = self.state.lock() {
+            match clean {
+                Some(clean) => {
+                    if let Some(entry) = state.session.get_mut(slot) {
+                        *entry = Some(clean);
+                    }
+                }
+                None => {
+                    state.unscrubbable.get_or_insert(slot);
+                }
+            }
         }
     }
 
@@ -401,6 +414,15 @@ impl Shared {
                 });
             }
             return Ok(());
+        }
+        if let Some(slot) = state.unscrubbable {
+            return Err(CassetteError::Usage {
+                path: show(),
+                message: format!(
+                    "request #{} could not be scrubbed of secrets; nothing was saved",
+                    slot + 1
+                ),
+            });
         }
         if state.session.iter().any(Option::is_none) {
             return Err(CassetteError::Usage {
