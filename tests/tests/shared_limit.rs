@@ -202,3 +202,36 @@ async fn a_wait_is_cancellable_and_shows_in_the_run_events() {
     );
     assert!(matches!(events.last(), Some(RunEvent::Finished(r)) if r.text == "waited"));
 }
+
+#[tokio::test]
+async fn a_retry_after_the_http_layer_retries_itself_still_pauses_the_limit() {
+    use agent_tests::fake_server::{FakeServer, Reply};
+    let server = FakeServer::start(|_, n| {
+        if n == 0 {
+            Reply::json(429, &serde_json::json!({"error": {"message": "slow down", "type": "rate_limit_error"}}))
+                .header("retry-after", "1")
+        } else {
+            Reply::json(200, &serde_json::json!({"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}))
+        }
+    })
+    .await;
+    let limit = SharedLimit::builder("shared").max_in_flight(2).build();
+    let backend = OpenAiCompatible::builder("openai-compatible")
+        .unwrap()
+        .model("m")
+        .base_url(server.base_url())
+        .build()
+        .unwrap();
+    let model = LimitedModel::new(Arc::new(backend), limit.clone());
+    assert_eq!(model.chat(&hi()).await.unwrap().message.content, "ok");
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "the HTTP layer retried the 429 itself"
+    );
+    assert_eq!(
+        limit.retry_after_pauses(),
+        1,
+        "and the limit heard of its retry-after"
+    );
+}

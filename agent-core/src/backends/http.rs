@@ -17,6 +17,13 @@ use serde_json::Value;
 use crate::error::{ModelError, ModelErrorKind};
 pub use crate::secret::ApiKey;
 
+tokio::task_local! {
+    /// Told of every `retry-after` a rate-limited attempt asked for, before this layer
+    /// retries it itself; set by a [`SharedLimit`](crate::resilience::SharedLimit) around
+    /// the call so every request behind the limit waits too.
+    pub(crate) static RETRY_AFTER_SEEN: std::sync::Arc<dyn Fn(Duration) + Send + Sync>;
+}
+
 /// How failed requests are retried.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
@@ -200,6 +207,12 @@ impl HttpClient {
                     let Some(wait) = self.config.retry.delay(&error, attempt, jitter()) else {
                         return Err(error);
                     };
+                    if error.kind == ModelErrorKind::RateLimited
+                        && let Some(asked) = error.retry_after
+                    {
+                        // A shared limit around this call holds its other requests too.
+                        let _ = RETRY_AFTER_SEEN.try_with(|seen| seen(asked));
+                    }
                     tracing::warn!(
                         gen_ai.provider.name = %target.provider,
                         gen_ai.request.model = %target.model,

@@ -10,6 +10,10 @@
 //! stream ends. Each wait is reported to the run that made the request, as
 //! [`RunEvent::ModelWaited`](crate::run::RunEvent::ModelWaited), and traced. The limiter
 //! never changes a request or an answer.
+//!
+//! A `retry-after` reaches the limit twice over: from a call that failed rate-limited, and
+//! from inside our HTTP layer the moment an attempt is rate-limited, before that layer
+//! retries it itself; so the other requests hold back while the first one waits.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -59,6 +63,7 @@ impl SharedLimitBuilder {
             starts: Mutex::new(VecDeque::new()),
             paused_until: Mutex::new(None),
             waits: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
         })
     }
 }
@@ -83,6 +88,7 @@ pub struct SharedLimit {
     /// No request starts before this (a provider's `retry-after`).
     paused_until: Mutex<Option<Instant>>,
     waits: AtomicU64,
+    pauses: AtomicU64,
 }
 
 impl fmt::Debug for SharedLimit {
@@ -146,6 +152,33 @@ impl SharedLimit {
     /// How many requests have had to wait so far.
     pub fn waits(&self) -> u64 {
         self.waits.load(Ordering::Relaxed)
+    }
+
+    /// How many times a provider's `retry-after` has paused this limit (from a failed call,
+    /// or from an attempt the HTTP layer then retried itself).
+    pub fn retry_after_pauses(&self) -> u64 {
+        self.pauses.load(Ordering::Relaxed)
+    }
+
+    /// Holds every request behind this limit for `wait` from now.
+    fn pause(&self, wait: Duration) {
+        self.pauses.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut paused) = self.paused_until.lock() {
+            let until = Instant::now() + wait;
+            if paused.is_none_or(|p| p < until) {
+                *paused = Some(until);
+            }
+        }
+    }
+
+    /// Runs a call so that the HTTP layer's own retries after a `retry-after` pause this
+    /// limit too.
+    async fn watching<F: std::future::Future>(self: &Arc<Self>, call: F) -> F::Output {
+        let limit = self.clone();
+        let seen: Arc<dyn Fn(Duration) + Send + Sync> = Arc::new(move |wait| limit.pause(wait));
+        crate::backends::http::RETRY_AFTER_SEEN
+            .scope(seen, call)
+            .await
     }
 
     /// Waits for a slot; the permit (if the limit counts requests in flight) is the slot.
@@ -232,12 +265,8 @@ impl SharedLimit {
     fn observe(&self, error: &ModelError) {
         if error.kind == ModelErrorKind::RateLimited
             && let Some(wait) = error.retry_after
-            && let Ok(mut paused) = self.paused_until.lock()
         {
-            let until = Instant::now() + wait;
-            if paused.is_none_or(|p| p < until) {
-                *paused = Some(until);
-            }
+            self.pause(wait);
         }
     }
 }
@@ -293,7 +322,7 @@ impl ChatModel for LimitedModel {
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
         let _permit = self.limit.acquire().await?;
-        let result = self.inner.chat(request).await;
+        let result = self.limit.watching(self.inner.chat(request)).await;
         if let Err(error) = &result {
             self.limit.observe(error);
         }
@@ -302,7 +331,7 @@ impl ChatModel for LimitedModel {
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
         let permit = self.limit.acquire().await?;
-        let stream = match self.inner.chat_stream(request).await {
+        let stream = match self.limit.watching(self.inner.chat_stream(request)).await {
             Ok(stream) => stream,
             Err(error) => {
                 self.limit.observe(&error);
