@@ -289,7 +289,7 @@ async fn serve(
 }
 
 /// An OpenAI-compatible model in two turns: it calls `calculator` with `6*7`, then, given
-/// the tool's result, answers "It is <result>." (for tests that run an example against a
+/// the tool's result, answers `It is <result>.` (for tests that run an example against a
 /// server named by `AGENT_MODEL`).
 pub fn calculator_six_times_seven(req: &Recorded, _: usize) -> Reply {
     let body = req.json();
