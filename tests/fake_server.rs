@@ -287,3 +287,28 @@ async fn serve(
         }
     }
 }
+
+/// An OpenAI-compatible model in two turns: it calls `calculator` with `6*7`, then, given
+/// the tool's result, answers `It is <result>.` (for tests that run an example against a
+/// server named by `AGENT_MODEL`).
+pub fn calculator_six_times_seven(req: &Recorded, _: usize) -> Reply {
+    let body = req.json();
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    if last["role"] == "tool" {
+        let text = format!("It is {}.", last["content"].as_str().unwrap_or_default());
+        Reply::json(
+            200,
+            &serde_json::json!({"choices": [{"message": {"content": text}, "finish_reason": "stop"}]}),
+        )
+    } else {
+        Reply::json(
+            200,
+            &serde_json::json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "calculator", "arguments": "{\"expression\":\"6*7\"}"}}]}, "finish_reason": "tool_calls"}]}),
+        )
+    }
+}

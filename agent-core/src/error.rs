@@ -14,7 +14,8 @@ use std::time::Duration;
 pub use crate::run::{AgentError, PartialRun};
 
 /// What kind of failure a model call met; decides whether a retry can help.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ModelErrorKind {
     /// The key is missing, invalid or revoked (401/403). Never retried.

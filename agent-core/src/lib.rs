@@ -45,6 +45,7 @@ pub mod error;
 pub mod memory;
 pub mod message;
 pub mod model;
+pub mod resilience;
 pub mod run;
 pub mod schema;
 pub mod secret;

@@ -174,6 +174,11 @@ pub struct ChatResponse {
     pub finish_reason: FinishReason,
     /// Tokens used by this call.
     pub usage: Usage,
+    /// The model that answered, when a wrapper chose it among several (a
+    /// [`FallbackModel`](crate::resilience::FallbackModel)); `None` means the model that was
+    /// asked. Budgets price the answer at this model's price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl ChatResponse {
@@ -228,6 +233,7 @@ impl ChatResponse {
             message: AssistantMessage::with_tool_calls("", calls),
             finish_reason: FinishReason::ToolCalls,
             usage: Usage::default(),
+            model: None,
         }
     }
 }

@@ -1,11 +1,22 @@
-//! Test kit: [`ScriptedModel`], a fake chat model that answers from a script, and
-//! [`call_tool`], which calls one tool with JSON arguments as a run would.
+//! Test kit: [`ScriptedModel`], a fake chat model that answers from a script;
+//! [`call_tool`], which calls one tool with JSON arguments as a run would; [`CassetteModel`],
+//! which records real sessions and replays them offline; [`SchemaDrivenModel`], which calls
+//! every offered tool once with arguments generated from its schema.
 //!
 //! Not in the prelude: a test double has no place in every program's namespace.
 //!
 //! It is for your own tests (and for the examples' offline mode), never a real model: its
 //! provider is `scripted`. It records every request so tests can assert on what the agent
 //! sent, and [`ScriptedModel::assert_complete`] checks the whole script was used.
+
+pub mod cassette;
+mod generate;
+mod schema_model;
+
+pub use cassette::{
+    CASSETTE_MODE_VAR, CassetteBuilder, CassetteError, CassetteMode, CassetteModel,
+};
+pub use schema_model::{SUMMARY_HEADING, SchemaDrivenModel};
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -122,6 +122,8 @@ impl HttpFetch {
 
     /// Checks a URL and returns the address to connect to.
     async fn check(&self, url: &Url) -> Result<SocketAddr, ToolError> {
+        // In tests under a network guard, nothing but loopback, before any lookup.
+        agent_core::backends::guard::check_url(url.as_str()).map_err(|e| denied(e.message))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(denied(format!(
                 "`{}` URLs are not allowed; use http or https",

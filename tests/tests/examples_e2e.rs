@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use agent_tests::fake_server::{FakeServer, Reply};
+use agent_tests::fake_server::{FakeServer, Reply, calculator_six_times_seven};
 use serde_json::json;
 
 fn quickstart() -> PathBuf {
@@ -50,18 +50,7 @@ async fn the_quickstart_runs_offline_and_says_so() {
 
 #[tokio::test]
 async fn the_quickstart_runs_on_any_conforming_server_named_by_agent_model() {
-    let server = FakeServer::start(|req, _| {
-        let body = req.json();
-        let last = body["messages"].as_array().unwrap().last().unwrap().clone();
-        if last["role"] == "tool" {
-            let text = format!("It is {}.", last["content"].as_str().unwrap());
-            Reply::json(200, &json!({"choices": [{"message": {"content": text}, "finish_reason": "stop"}]}))
-        } else {
-            Reply::json(200, &json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "call_1", "type": "function",
-                "function": {"name": "calculator", "arguments": "{\"expression\":\"6*7\"}"}}]}, "finish_reason": "tool_calls"}]}))
-        }
-    })
-    .await;
+    let server = FakeServer::start(calculator_six_times_seven).await;
     let out = run(
         &["What is six times seven?"],
         &[

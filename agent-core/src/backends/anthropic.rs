@@ -358,6 +358,7 @@ pub fn parse_response(body: &[u8], model: &str) -> Result<ChatResponse, ModelErr
         message: blocks.into_message(),
         finish_reason: finish_reason(value["stop_reason"].as_str(), has_calls),
         usage: usage_from(&value["usage"]),
+        model: None,
     })
 }
 
@@ -543,6 +544,7 @@ impl StreamAssembler {
             message: blocks.into_message(),
             finish_reason: finish_reason(self.stop_reason.as_deref(), has_calls),
             usage: usage_from(&self.usage),
+            model: None,
         }
     }
 }

@@ -17,6 +17,13 @@ use serde_json::Value;
 use crate::error::{ModelError, ModelErrorKind};
 pub use crate::secret::ApiKey;
 
+tokio::task_local! {
+    /// Told of every `retry-after` a rate-limited attempt asked for, before this layer
+    /// retries it itself; set by a [`SharedLimit`](crate::resilience::SharedLimit) around
+    /// the call so every request behind the limit waits too.
+    pub(crate) static RETRY_AFTER_SEEN: std::sync::Arc<dyn Fn(Duration) + Send + Sync>;
+}
+
 /// How failed requests are retried.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
@@ -132,6 +139,15 @@ impl HttpClient {
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= 10 {
+                    attempt.error("too many redirects")
+                } else if let Err(refused) = super::guard::check_url(attempt.url().as_str()) {
+                    attempt.error(refused.message)
+                } else {
+                    attempt.follow()
+                }
+            }))
             .build()
             .map_err(|e| {
                 ModelError::new(
@@ -191,6 +207,12 @@ impl HttpClient {
                     let Some(wait) = self.config.retry.delay(&error, attempt, jitter()) else {
                         return Err(error);
                     };
+                    if error.kind == ModelErrorKind::RateLimited
+                        && let Some(asked) = error.retry_after
+                    {
+                        // A shared limit around this call holds its other requests too.
+                        let _ = RETRY_AFTER_SEEN.try_with(|seen| seen(asked));
+                    }
                     tracing::warn!(
                         gen_ai.provider.name = %target.provider,
                         gen_ai.request.model = %target.model,
@@ -213,6 +235,8 @@ impl HttpClient {
         body: Bytes,
         attempt: u32,
     ) -> Result<reqwest::Response, ModelError> {
+        super::guard::check_url(&target.url)
+            .map_err(|e| e.with_provider(target.provider.clone(), target.model.clone()))?;
         let mut request = self
             .client
             .post(&target.url)

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod guard;
 pub mod http;
 pub mod local;
 pub mod openai;

@@ -63,6 +63,17 @@ pub enum RunEvent {
         /// How long it ran.
         duration: Duration,
     },
+    /// A model request waited for a shared limit before it was sent
+    /// ([`SharedLimit`](crate::resilience::SharedLimit)); comes before the call's answer.
+    ModelWaited {
+        /// The limit's name.
+        limit: String,
+        /// What it waited for: requests in flight, requests per minute, or the provider's
+        /// retry-after.
+        reason: String,
+        /// How long.
+        waited: Duration,
+    },
     /// Tokens used by the model call that just ended.
     Usage(Usage),
     /// A model call ended.

@@ -236,6 +236,7 @@ impl ModelIo<'_> {
             gen_ai.operation.name = "chat",
             gen_ai.provider.name = self.model.provider(),
             gen_ai.request.model = self.model.model(),
+            gen_ai.response.model = field::Empty,
             gen_ai.usage.input_tokens = field::Empty,
             gen_ai.usage.output_tokens = field::Empty,
             gen_ai.response.finish_reasons = field::Empty,
@@ -260,6 +261,10 @@ impl ModelIo<'_> {
             }
         };
         let usage = response.usage;
+        span.record(
+            "gen_ai.response.model",
+            response.model.as_deref().unwrap_or(self.model.model()),
+        );
         span.record("gen_ai.usage.input_tokens", usage.input_tokens);
         span.record("gen_ai.usage.output_tokens", usage.output_tokens);
         span.record(
@@ -268,7 +273,9 @@ impl ModelIo<'_> {
         );
         emit.send(|| RunEvent::Usage(usage));
         let over = self.budget.and_then(|tracker| {
-            let recorded = tracker.record_model_call(self.model.model(), &usage);
+            // A fallback's answer is priced at the model that gave it.
+            let answered_by = response.model.as_deref().unwrap_or(self.model.model());
+            let recorded = tracker.record_model_call(answered_by, &usage);
             recorded.err().map(|exceeded| overrun(tracker, exceeded))
         });
         emit.send(|| RunEvent::TurnFinished { turn, usage });
@@ -293,7 +300,9 @@ async fn call_model(
     mut emit: EventSink<'_>,
 ) -> Result<ChatResponse, ModelError> {
     if !stream {
-        let response = model.chat(request).await?;
+        let (response, waits) = crate::resilience::limit::collect_waits(model.chat(request)).await;
+        report_waits(&mut emit, waits);
+        let response = response?;
         if let Some(text) = response
             .message
             .reasoning
@@ -307,7 +316,9 @@ async fn call_model(
         }
         return Ok(response);
     }
-    let mut events = model.chat_stream(request).await?;
+    let (events, waits) = crate::resilience::limit::collect_waits(model.chat_stream(request)).await;
+    report_waits(&mut emit, waits);
+    let mut events = events?;
     while let Some(event) = events.next().await {
         match event? {
             StreamEvent::TextDelta(text) => emit.send(|| RunEvent::TextDelta(text)),
@@ -321,6 +332,17 @@ async fn call_model(
         "the stream ended without a complete answer",
     )
     .with_provider(model.provider(), model.model()))
+}
+
+/// The waits for shared limits a model call met, as events.
+fn report_waits(emit: &mut EventSink<'_>, waits: Vec<crate::resilience::limit::ModelWait>) {
+    for wait in waits {
+        emit.send(|| RunEvent::ModelWaited {
+            limit: wait.limit,
+            reason: wait.reason.to_owned(),
+            waited: wait.waited,
+        });
+    }
 }
 
 /// The tool side of a run: one turn's calls in flight, and what already happened that the

@@ -524,6 +524,7 @@ impl Assembler {
             },
             finish_reason,
             usage: self.usage,
+            model: None,
         })
     }
 }

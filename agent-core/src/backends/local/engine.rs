@@ -700,6 +700,7 @@ impl<'m> Engine<'m> {
                 reasoning_tokens: 0,
                 estimated: false,
             },
+            model: None,
         })
     }
 }

@@ -485,6 +485,7 @@ impl ChunkAssembler {
             },
             finish_reason,
             usage: self.usage.unwrap_or_default(),
+            model: None,
         })
     }
 }
