@@ -26,6 +26,23 @@ fn store_error(error: AgentError) -> agent_core::durable::StoreError {
     }
 }
 
+/// The agent of the approval tests: `delete` needs a human's approval before each call.
+fn janitor(store: Arc<SqliteStore>, model: ScriptedModel) -> LlmAgent {
+    LlmAgent::builder(Arc::new(model))
+        .name("janitor")
+        .store(store)
+        .tool(
+            tool_fn(
+                "delete",
+                "Deletes a file.",
+                |_: serde_json::Value, _| async move { Ok("deleted") },
+            )
+            .with_meta(ToolMeta::side_effecting().with_approval()),
+        )
+        .build()
+        .unwrap()
+}
+
 /// A run that crashed after its email's intent (the store stopped after that write).
 async fn crashed_in_email(store: Arc<SqliteStore>, ledger: &Ledger) -> String {
     // Writes: create, 3 records and commits of turn 1, then model response, commit, intent.
@@ -233,26 +250,12 @@ async fn an_interrupted_side_effect_goes_to_a_human_when_asked_and_runs_only_if_
 async fn approvals_pause_a_durable_run_and_any_agent_continues_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(&dir);
-    let build = |store: Arc<SqliteStore>| {
-        LlmAgent::builder(Arc::new(
-            ScriptedModel::new()
-                .then_tool_call("delete", json!({"path": "a.txt"}))
-                .then_text("Deleted."),
-        ))
-        .name("janitor")
-        .store(store)
-        .tool(
-            tool_fn(
-                "delete",
-                "Deletes a file.",
-                |_: serde_json::Value, _| async move { Ok("deleted") },
-            )
-            .with_meta(ToolMeta::side_effecting().with_approval()),
-        )
-        .build()
-        .unwrap()
-    };
-    let first = build(store.clone());
+    let first = janitor(
+        store.clone(),
+        ScriptedModel::new()
+            .then_tool_call("delete", json!({"path": "a.txt"}))
+            .then_text("Deleted."),
+    );
     let paused = first.ask("Clean up a.txt").await.unwrap();
     assert_eq!(paused.stop_reason, StopReason::AwaitingApproval);
     let call_id = paused.interruption.as_ref().unwrap().pending[0]
@@ -265,19 +268,7 @@ async fn approvals_pause_a_durable_run_and_any_agent_continues_it() {
         .unwrap();
     assert_eq!(listed.len(), 1);
     // The first process's scripted model is gone; a second one answers the rest.
-    let second = LlmAgent::builder(Arc::new(ScriptedModel::new().then_text("Deleted.")))
-        .name("janitor")
-        .store(store.clone())
-        .tool(
-            tool_fn(
-                "delete",
-                "Deletes a file.",
-                |_: serde_json::Value, _| async move { Ok("deleted") },
-            )
-            .with_meta(ToolMeta::side_effecting().with_approval()),
-        )
-        .build()
-        .unwrap();
+    let second = janitor(store.clone(), ScriptedModel::new().then_text("Deleted."));
     let done = second
         .resume_run_with_approvals(
             &listed[0].run_id,
@@ -353,24 +344,13 @@ fn damage(path: &std::path::Path, sql: &str) {
 async fn the_state_based_apis_are_durable_on_an_agent_with_a_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(&dir);
-    let agent = LlmAgent::builder(Arc::new(
+    let agent = janitor(
+        store.clone(),
         ScriptedModel::new()
             .then_text("Started by hand.")
             .then_tool_call("delete", json!({"path": "a.txt"}))
             .then_text("Deleted."),
-    ))
-    .name("janitor")
-    .store(store.clone())
-    .tool(
-        tool_fn(
-            "delete",
-            "Deletes a file.",
-            |_: serde_json::Value, _| async move { Ok("deleted") },
-        )
-        .with_meta(ToolMeta::side_effecting().with_approval()),
-    )
-    .build()
-    .unwrap();
+    );
     // A state started by hand is recorded before it runs.
     let state = agent.start("Say hi.", &[]);
     let run_id = state.run_id().to_owned();

@@ -96,6 +96,14 @@ fn step<'a>(n: u64, from: usize, messages: &'a [Message], status: RunStatus) -> 
     }
 }
 
+fn outcome_entry(turn: u32, call_id: &str, content: &str) -> JournalEntry {
+    JournalEntry::ToolOutcome {
+        turn,
+        call_id: call_id.into(),
+        outcome: outcome(content),
+    }
+}
+
 fn outcome(content: &str) -> OutcomeRecord {
     OutcomeRecord {
         is_error: false,
@@ -157,16 +165,8 @@ pub async fn steps_append_deltas_and_journal_follows_the_last_step(store: Arc<im
         .commit("run_d", &lease, step(1, 1, &added[..2], RunStatus::Running))
         .await
         .expect("commit 1");
-    let late = JournalEntry::ToolOutcome {
-        turn: 1,
-        call_id: "c1".into(),
-        outcome: outcome("r1"),
-    };
-    let later = JournalEntry::ToolOutcome {
-        turn: 1,
-        call_id: "c2".into(),
-        outcome: outcome("r2"),
-    };
+    let late = outcome_entry(1, "c1", "r1");
+    let later = outcome_entry(1, "c2", "r2");
     store
         .journal("run_d", &lease, &late)
         .await
@@ -215,21 +215,9 @@ pub async fn steps_append_deltas_and_journal_follows_the_last_step(store: Arc<im
 pub async fn a_second_outcome_for_the_same_call_is_ignored(store: Arc<impl RunStore>) {
     let store: &dyn RunStore = &*store;
     let lease = create(store, "run_i", None).await;
-    let first = JournalEntry::ToolOutcome {
-        turn: 1,
-        call_id: "c".into(),
-        outcome: outcome("first"),
-    };
-    let second = JournalEntry::ToolOutcome {
-        turn: 1,
-        call_id: "c".into(),
-        outcome: outcome("second"),
-    };
-    let next_turn = JournalEntry::ToolOutcome {
-        turn: 2,
-        call_id: "c".into(),
-        outcome: outcome("next turn"),
-    };
+    let first = outcome_entry(1, "c", "first");
+    let second = outcome_entry(1, "c", "second");
+    let next_turn = outcome_entry(2, "c", "next turn");
     let intent = JournalEntry::ToolIntent {
         turn: 1,
         call_id: "c".into(),
@@ -301,11 +289,7 @@ pub async fn runs_and_sessions_are_isolated(store: Arc<impl RunStore>) {
     let store: &dyn RunStore = &*store;
     let a = create(store, "run_x", Some("sx")).await;
     let b = create(store, "run_y", Some("sy")).await;
-    let entry = JournalEntry::ToolOutcome {
-        turn: 1,
-        call_id: "c".into(),
-        outcome: outcome("x only"),
-    };
+    let entry = outcome_entry(1, "c", "x only");
     store.journal("run_x", &a, &entry).await.expect("journal");
     let own = messages(2, "x");
     let mut end = step(1, 1, &own, RunStatus::Finished);
@@ -457,11 +441,7 @@ pub async fn delete_removes_a_run_with_its_journal_and_its_place_in_the_session(
     let store: &dyn RunStore = &*store;
     let summary = agent_core::durable::RunEnd::default();
     let lease = create(store, "run_del", Some("sd")).await;
-    let entry = JournalEntry::ToolOutcome {
-        turn: 1,
-        call_id: "c".into(),
-        outcome: outcome("x"),
-    };
+    let entry = outcome_entry(1, "c", "x");
     store
         .journal("run_del", &lease, &entry)
         .await
