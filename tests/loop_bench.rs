@@ -167,6 +167,8 @@ fn client(args: &[String]) -> Result<(), String> {
                 })
             }
             "floor" => {
+                // reqwest 0.13 takes the process-wide rustls provider (ring, as ours).
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let http = reqwest::Client::builder()
                     .tcp_nodelay(true)
                     .build()
