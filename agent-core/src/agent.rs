@@ -16,6 +16,7 @@ use crate::error::{ToolError, ToolSetError};
 use crate::memory::{ContextPolicy, KeepAll, Memory};
 use crate::message::Message;
 use crate::model::ChatModel;
+use crate::output::OutputSpec;
 use crate::run::{
     AgentError, Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings, RunContext,
     RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
@@ -227,7 +228,7 @@ impl LlmAgent {
     /// from a saved state. On success the run's messages are appended to the session in
     /// `ctx`, if any (a run paused for approval appends nothing until it finishes).
     pub async fn resume(&self, state: RunState, ctx: &RunContext) -> Result<RunResult, AgentError> {
-        self.execute(state, Input::Resume, ctx, EventSink::none())
+        self.execute(state, Input::Resume, ctx, EventSink::none(), None)
             .await
     }
 
@@ -242,8 +243,14 @@ impl LlmAgent {
         decisions: Vec<(String, Approval)>,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
-        self.execute(state, Input::Approvals(decisions), ctx, EventSink::none())
-            .await
+        self.execute(
+            state,
+            Input::Approvals(decisions),
+            ctx,
+            EventSink::none(),
+            None,
+        )
+        .await
     }
 
     /// Runs a task and streams what happens: turns, text and reasoning deltas, tool calls
@@ -271,7 +278,7 @@ impl LlmAgent {
                 let _ = sender.unbounded_send(event);
             };
             let outcome = self
-                .run_with_events(input, ctx, EventSink::new(&mut emit))
+                .run_with_events(input, ctx, EventSink::new(&mut emit), None)
                 .await;
             emit(match outcome {
                 Ok(result) => RunEvent::Finished(result),
@@ -286,11 +293,14 @@ impl LlmAgent {
         )
     }
 
-    async fn run_with_events(
+    /// Runs a task; with `answer`, for a typed answer of that spec, which the check reads
+    /// (see [`crate::output`]).
+    pub(crate) async fn run_with_events(
         &self,
         input: &str,
         ctx: &RunContext,
         emit: EventSink<'_>,
+        answer: Option<(OutputSpec, &AnswerCheck<'_>)>,
     ) -> Result<RunResult, AgentError> {
         for guardrail in &self.input_guardrails {
             guardrail(input).map_err(AgentError::InputRejected)?;
@@ -299,17 +309,25 @@ impl LlmAgent {
             (Some(memory), Some(session)) => memory.load(session).await?,
             _ => Vec::new(),
         };
-        let state = self.start(input, &history);
-        self.execute(state, Input::Resume, ctx, emit).await
+        let mut state = self.start(input, &history);
+        let mut check = None;
+        if let Some((spec, answer_check)) = answer {
+            state = state.with_output(spec);
+            check = Some(answer_check);
+        }
+        self.execute(state, Input::Resume, ctx, emit, check).await
     }
 
-    /// Drives a state to its end, applying output guardrails, then appends to memory.
-    async fn execute(
+    /// Drives a state to its end, applying output guardrails (and the caller's check of a
+    /// typed answer: a refusal goes back to the model through the state's retry budget),
+    /// then appends to memory.
+    pub(crate) async fn execute(
         &self,
         mut state: RunState,
         mut first: Input,
         ctx: &RunContext,
         mut emit: EventSink<'_>,
+        answer_check: Option<&AnswerCheck<'_>>,
     ) -> Result<RunResult, AgentError> {
         let span = tracing::info_span!(
             "invoke_agent",
@@ -345,7 +363,21 @@ impl LlmAgent {
                 return Ok(result);
             }
             match self.check_output(&result.text) {
-                OutputCheck::Accept => break result,
+                OutputCheck::Accept => {
+                    let refused = match (answer_check, &result.output) {
+                        (Some(check), Some(value)) => check(value).err(),
+                        _ => None,
+                    };
+                    match refused {
+                        None => break result,
+                        Some(error) => {
+                            if let Some(failed) = state.retry_answer(result, error) {
+                                return Err(failed);
+                            }
+                            first = Input::Resume;
+                        }
+                    }
+                }
                 OutputCheck::Retry(feedback) if retries < self.max_output_retries => {
                     retries += 1;
                     state.reopen(result, &feedback);
@@ -397,6 +429,9 @@ pub enum OutputCheck {
     /// `max_output_retries`; past it, this is a rejection).
     Retry(String),
 }
+
+/// The caller's check of a typed answer (deserialise, validate): `Err` is fed back.
+pub(crate) type AnswerCheck<'a> = dyn Fn(&Value) -> Result<(), String> + Send + Sync + 'a;
 
 /// Checks the input before the first model call: `Err(reason)` refuses it.
 pub type InputGuardrail = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -451,7 +486,8 @@ impl Agent for LlmAgent {
 
     /// [`run_stream`](LlmAgent::run_stream) without the events.
     async fn run(&self, input: &str, ctx: &RunContext) -> Result<RunResult, AgentError> {
-        self.run_with_events(input, ctx, EventSink::none()).await
+        self.run_with_events(input, ctx, EventSink::none(), None)
+            .await
     }
 }
 

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+#[path = "answer.rs"]
+mod answer;
+
 use super::approval::{Approval, Interruption, PendingApproval};
 use super::outcome::{AgentError, PartialRun, RunResult, StopReason};
 use super::repeat::{Repeat, RepeatTracker};
@@ -306,6 +309,9 @@ pub struct RunState {
     #[serde(default)]
     last_call: RepeatTracker,
     phase: Phase,
+    /// The typed answer the run asks for, and its attempts (see `answer.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<answer::AnswerState>,
 }
 
 /// A [`RunState`] as saved, of any format version this build can read; the same fields
@@ -325,6 +331,8 @@ struct SavedState {
     #[serde(default)]
     last_call: RepeatTracker,
     phase: Phase,
+    #[serde(default)]
+    output: Option<answer::AnswerState>,
 }
 
 impl From<SavedState> for RunState {
@@ -342,6 +350,7 @@ impl From<SavedState> for RunState {
             failures,
             last_call,
             phase,
+            output,
         } = saved;
         let mut state = RunState {
             version,
@@ -356,6 +365,7 @@ impl From<SavedState> for RunState {
             failures,
             last_call,
             phase,
+            output,
         };
         state.migrate();
         state
@@ -388,6 +398,7 @@ impl RunState {
             failures: BTreeMap::new(),
             last_call: RepeatTracker::default(),
             phase: Phase::CallModel,
+            output: None,
         }
     }
 
@@ -645,7 +656,7 @@ impl RunState {
             Arc::clone(&self.messages)
         };
         let s = &self.settings;
-        let request = ChatRequest {
+        let mut request = ChatRequest {
             messages,
             tools: tools.specs().clone(),
             tool_choice: if wrap_up {
@@ -659,6 +670,9 @@ impl RunState {
             response_format: s.response_format.clone(),
             extra: s.extra.clone(),
         };
+        if let Some(output) = &self.output {
+            output.shape(&mut request, wrap_up);
+        }
         if wrap_up {
             Action::WrapUp(request)
         } else {
@@ -680,6 +694,23 @@ impl RunState {
         self.usage += response.usage;
         self.turn_usage.push(response.usage);
         let mut message = response.message;
+        let stop_reason = if budget {
+            StopReason::BudgetExhausted
+        } else if wrap_up {
+            StopReason::MaxTurns
+        } else {
+            match response.finish_reason {
+                FinishReason::Length => StopReason::OutputLimit,
+                FinishReason::ContentFilter => StopReason::ContentFilter,
+                _ => StopReason::Completed,
+            }
+        };
+        if self.output.is_some() {
+            match self.answer_turn(tools, message, wrap_up, stop_reason) {
+                Ok(action) => return action,
+                Err(ordinary) => message = *ordinary,
+            }
+        }
 
         if wrap_up || message.tool_calls.is_empty() {
             // A final answer. The wrap-up call had tools disabled; calls it made anyway are
@@ -687,17 +718,6 @@ impl RunState {
             message.tool_calls.clear();
             let text = message.content.clone();
             self.push(Message::Assistant(message));
-            let stop_reason = if budget {
-                StopReason::BudgetExhausted
-            } else if wrap_up {
-                StopReason::MaxTurns
-            } else {
-                match response.finish_reason {
-                    FinishReason::Length => StopReason::OutputLimit,
-                    FinishReason::ContentFilter => StopReason::ContentFilter,
-                    _ => StopReason::Completed,
-                }
-            };
             self.phase = Phase::Done;
             return Action::Finished(self.take_result(text, stop_reason));
         }
@@ -720,6 +740,10 @@ impl RunState {
             .tool_calls
             .iter()
             .map(|call| {
+                // A typed answer given beside other calls is answered by the machine.
+                if let Some(result) = self.pending_answer_result(call) {
+                    return Slot::Answered { result };
+                }
                 let checked = tools.check_call(call);
                 if tools.needs_approval(&call.name, checked.as_ref().ok()) {
                     let (args, problem) = match checked {
@@ -881,6 +905,9 @@ impl RunState {
                 }
             }
         }
+        if let Some(action) = self.take_pending_answer(tools) {
+            return action;
+        }
         self.next_action(tools)
     }
 
@@ -968,6 +995,7 @@ impl RunState {
             turn_usage: self.turn_usage.clone(),
             turns: self.turns,
             stop_reason: StopReason::AwaitingApproval,
+            output: None,
             interruption: Some(Box::new(Interruption {
                 pending,
                 state: self.clone(),
@@ -993,6 +1021,7 @@ impl RunState {
             turn_usage: std::mem::take(&mut self.turn_usage),
             turns: self.turns,
             stop_reason,
+            output: None,
             interruption: None,
         }
     }

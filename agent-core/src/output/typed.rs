@@ -1,0 +1,267 @@
+//! The typed entry points: [`LlmAgent::ask_as`] and [`LlmAgent::run_as`] for one call,
+//! [`TypedAgent`] (from [`LlmAgentBuilder::output_type`]) for an agent that always answers
+//! with `T`, and [`TypedResult`], the value beside the usual [`RunResult`].
+//!
+//! They only wire the run: the state machine asks and checks, the agent drives, and the
+//! caller-side checks (deserialising into `T`, the validators) are handed to the agent's
+//! loop, which sends a refused answer back through the run's state.
+
+use std::fmt;
+use std::ops::Deref;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::OutputMode;
+use super::{Output, OutputSchemaError};
+use crate::agent::{Agent, LlmAgent, LlmAgentBuilder};
+use crate::error::ToolSetError;
+use crate::message::Message;
+use crate::run::{
+    AgentError, Approval, EventSink, Input, RunContext, RunResult, RunState, StopReason,
+};
+
+/// A typed answer and the run that gave it (usage, turns, history: reach them through
+/// `run`, or directly, since this derefs to [`RunResult`]).
+#[derive(Clone, Debug)]
+pub struct TypedResult<T> {
+    /// The answer.
+    pub value: T,
+    /// The run: its messages, usage, turns; `run.text` is the answer as JSON.
+    pub run: RunResult,
+}
+
+impl<T> Deref for TypedResult<T> {
+    type Target = RunResult;
+
+    fn deref(&self) -> &RunResult {
+        &self.run
+    }
+}
+
+/// The end of a typed run: the value read from a finished run, or why there is none.
+fn into_typed<T: DeserializeOwned + JsonSchema>(
+    result: RunResult,
+    output: &Output<T>,
+) -> Result<TypedResult<T>, Box<AgentError>> {
+    if result.stop_reason == StopReason::AwaitingApproval {
+        return Err(Box::new(AgentError::Paused(Box::new(result))));
+    }
+    let read = match &result.output {
+        Some(value) => output.accept(value),
+        None => Err("the run ended without a typed answer".into()),
+    };
+    match read {
+        Ok(value) => Ok(TypedResult { value, run: result }),
+        Err(error) => Err(Box::new(AgentError::InvalidOutput {
+            attempts: vec![error],
+            partial: Box::new(result.into_partial()),
+        })),
+    }
+}
+
+impl LlmAgent {
+    /// Runs a task for an answer of type `T` ([`Output::new`]'s defaults), with no way to
+    /// cancel it: `let invoice: Invoice = agent.ask_as("...").await?.value;`. See
+    /// [`crate::output`].
+    pub async fn ask_as<T: DeserializeOwned + JsonSchema>(
+        &self,
+        input: &str,
+    ) -> Result<TypedResult<T>, AgentError> {
+        self.run_as(input, &RunContext::default(), &Output::new())
+            .await
+    }
+
+    /// Runs a task for an answer of type `T`, as `output` says (mode, retries, validators).
+    /// Fails with [`AgentError::InvalidOutput`] when no valid answer came within the retry
+    /// budget, and with [`AgentError::Paused`] when a tool call waits for approval.
+    pub async fn run_as<T: DeserializeOwned + JsonSchema>(
+        &self,
+        input: &str,
+        ctx: &RunContext,
+        output: &Output<T>,
+    ) -> Result<TypedResult<T>, AgentError> {
+        let spec = output.spec(self.model().capabilities(), !self.tools().is_empty())?;
+        let check = |value: &Value| output.accept(value).map(drop);
+        let result = self
+            .run_with_events(input, ctx, EventSink::none(), Some((spec, &check)))
+            .await?;
+        into_typed(result, output).map_err(|e| *e)
+    }
+}
+
+impl LlmAgentBuilder {
+    /// Makes the agent answer every run with a `T` (see [`crate::output`]); configure how
+    /// on the returned builder, then `build()`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use agent_core::{LlmAgent, testing::ScriptedModel};
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct City { name: String, country: String }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let model = Arc::new(ScriptedModel::new().then_text(r#"{"name":"Lyon","country":"France"}"#));
+    /// let agent = LlmAgent::builder(model).output_type::<City>().max_retries(1).build()?;
+    /// let city = agent.ask("Where was the Lumière brothers' first film shown?").await?.value;
+    /// assert_eq!(city.name, "Lyon");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn output_type<T: DeserializeOwned + JsonSchema>(self) -> TypedAgentBuilder<T> {
+        TypedAgentBuilder {
+            builder: self,
+            output: Output::new(),
+        }
+    }
+}
+
+/// Builds a [`TypedAgent`]: the agent's builder, then how its answers are asked for.
+#[must_use = "a builder does nothing until `.build()`"]
+pub struct TypedAgentBuilder<T> {
+    builder: LlmAgentBuilder,
+    output: Output<T>,
+}
+
+impl<T> fmt::Debug for TypedAgentBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedAgentBuilder")
+            .field("output", &self.output)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: DeserializeOwned + JsonSchema> TypedAgentBuilder<T> {
+    /// How the model is asked (default [`OutputMode::Auto`]).
+    pub fn mode(mut self, mode: OutputMode) -> Self {
+        self.output = self.output.mode(mode);
+        self
+    }
+
+    /// How many times an invalid answer goes back to the model (default 2).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.output = self.output.max_retries(retries);
+        self
+    }
+
+    /// See [`Output::allow_non_strict`].
+    pub fn allow_non_strict(mut self) -> Self {
+        self.output = self.output.allow_non_strict();
+        self
+    }
+
+    /// Adds a validator (see [`Output::validate`]).
+    pub fn validate(
+        mut self,
+        check: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.output = self.output.validate(check);
+        self
+    }
+
+    /// Builds the agent; fails as [`LlmAgentBuilder::build`] does.
+    pub fn build(self) -> Result<TypedAgent<T>, ToolSetError> {
+        Ok(TypedAgent {
+            agent: self.builder.build()?,
+            output: self.output,
+        })
+    }
+}
+
+/// An agent that always answers with a `T`. As a tool of another agent (it implements
+/// [`Agent`]), its answer is the value as JSON.
+pub struct TypedAgent<T> {
+    agent: LlmAgent,
+    output: Output<T>,
+}
+
+impl<T> fmt::Debug for TypedAgent<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedAgent")
+            .field("agent", &self.agent)
+            .field("output", &self.output)
+            .finish()
+    }
+}
+
+impl<T: DeserializeOwned + JsonSchema> TypedAgent<T> {
+    /// The agent underneath (untyped runs, settings, tools).
+    pub fn agent(&self) -> &LlmAgent {
+        &self.agent
+    }
+
+    /// Runs a task with no way to cancel it.
+    pub async fn ask(&self, input: &str) -> Result<TypedResult<T>, AgentError> {
+        self.run_typed(input, &RunContext::default()).await
+    }
+
+    /// Runs a task.
+    pub async fn run_typed(
+        &self,
+        input: &str,
+        ctx: &RunContext,
+    ) -> Result<TypedResult<T>, AgentError> {
+        self.agent.run_as(input, ctx, &self.output).await
+    }
+
+    /// The state of a new run that asks for a `T`, without running it (to save it, or to
+    /// step it yourself); drive it with [`resume`](Self::resume).
+    pub fn start(&self, input: &str, history: &[Message]) -> Result<RunState, OutputSchemaError> {
+        let spec = self.output.spec(
+            self.agent.model().capabilities(),
+            !self.agent.tools().is_empty(),
+        )?;
+        Ok(self.agent.start(input, history).with_output(spec))
+    }
+
+    /// Runs a saved state to its end; its retry count goes on from where it was.
+    pub async fn resume(
+        &self,
+        state: RunState,
+        ctx: &RunContext,
+    ) -> Result<TypedResult<T>, AgentError> {
+        self.drive(state, Input::Resume, ctx).await
+    }
+
+    /// Continues a run paused for approval ([`AgentError::Paused`] holds its state, in
+    /// `interruption`) with a human's decisions.
+    pub async fn resume_with_approvals(
+        &self,
+        state: RunState,
+        decisions: Vec<(String, Approval)>,
+        ctx: &RunContext,
+    ) -> Result<TypedResult<T>, AgentError> {
+        self.drive(state, Input::Approvals(decisions), ctx).await
+    }
+
+    async fn drive(
+        &self,
+        state: RunState,
+        first: Input,
+        ctx: &RunContext,
+    ) -> Result<TypedResult<T>, AgentError> {
+        let check = |value: &Value| self.output.accept(value).map(drop);
+        let result = self
+            .agent
+            .execute(state, first, ctx, EventSink::none(), Some(&check))
+            .await?;
+        into_typed(result, &self.output).map_err(|e| *e)
+    }
+}
+
+#[async_trait]
+impl<T: DeserializeOwned + JsonSchema> Agent for TypedAgent<T> {
+    fn name(&self) -> &str {
+        self.agent.name()
+    }
+
+    fn description(&self) -> &str {
+        self.agent.description()
+    }
+
+    /// The run, its answer (checked, deserialised and validated) in `text` as JSON.
+    async fn run(&self, input: &str, ctx: &RunContext) -> Result<RunResult, AgentError> {
+        self.run_typed(input, ctx).await.map(|typed| typed.run)
+    }
+}
