@@ -359,6 +359,49 @@ async fn another_tool_called_beside_the_answer_runs_once_then_the_answer_is_take
     model.assert_complete();
 }
 
+/// The scripted model, claiming schema-constrained output.
+struct Constraining(Arc<ScriptedModel>);
+
+#[async_trait]
+impl ChatModel for Constraining {
+    fn provider(&self) -> &str {
+        "scripted"
+    }
+    fn model(&self) -> &str {
+        "constraining"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            structured_output: true,
+            ..Capabilities::default()
+        }
+    }
+    async fn chat(
+        &self,
+        request: &agent_core::ChatRequest,
+    ) -> Result<agent_core::ChatResponse, agent_core::ModelError> {
+        self.0.chat(request).await
+    }
+}
+
+#[tokio::test]
+async fn native_mode_is_refused_by_a_model_that_cannot_constrain_its_output() {
+    let model = Arc::new(ScriptedModel::new());
+    let error = agent(model.clone())
+        .run_as::<Address>(
+            "?",
+            &RunContext::new(),
+            &Output::new().mode(OutputMode::Native),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, AgentError::OutputSchema(ref m) if m.contains("structured_output")),
+        "{error}"
+    );
+    assert!(model.requests().is_empty());
+}
+
 #[tokio::test]
 async fn native_mode_sets_the_response_format_and_prompted_mode_the_instructions() {
     let model = Arc::new(
@@ -366,7 +409,7 @@ async fn native_mode_sets_the_response_format_and_prompted_mode_the_instructions
             .then_text(r#"{"street": "a", "city": "b"}"#)
             .then_text("<think>hmm</think>```json\n{\"street\": \"a\", \"city\": \"b\"}\n```"),
     );
-    let agent = LlmAgent::builder(model.clone())
+    let agent = LlmAgent::builder(Arc::new(Constraining(model.clone())))
         .instructions("Be exact.")
         .build()
         .unwrap();

@@ -171,7 +171,9 @@ impl<T: DeserializeOwned + JsonSchema> Output<T> {
     }
 
     /// The spec of a run on a model with these capabilities, with or without other tools:
-    /// `Auto` resolved, the schema made ready, strictness decided.
+    /// `Auto` resolved, the schema made ready, strictness decided. Fails when `Native` is
+    /// asked of a model without structured output, or of a type strict output cannot
+    /// express (unless [`allow_non_strict`](Self::allow_non_strict)).
     pub fn spec(
         &self,
         capabilities: Capabilities,
@@ -185,6 +187,14 @@ impl<T: DeserializeOwned + JsonSchema> Output<T> {
             OutputMode::Auto => OutputMode::Prompted,
             chosen => chosen,
         };
+        if mode == OutputMode::Native && !capabilities.structured_output {
+            return Err(OutputSchemaError(
+                "this model does not constrain its output to a schema \
+                 (`Capabilities::structured_output`); use `OutputMode::Tool` or \
+                 `OutputMode::Prompted`"
+                    .into(),
+            ));
+        }
         let problem = strict_problem(&schema);
         if let (OutputMode::Native, Some(problem), false) = (mode, &problem, self.allow_non_strict)
         {
