@@ -2,6 +2,7 @@
 //! code blocks as doc tests, so the README cannot drift from the API.
 #![doc = include_str!("../README.md")]
 
+pub mod extraction;
 pub mod fake_server;
 pub mod mcp_servers;
 pub mod proc_stats;
