@@ -63,16 +63,32 @@ async fn run(sentence: &str) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The offline stand-in: the first word is the guest, the first number the nights, the word
-/// after "in" the city; given as a `final_answer` call.
+/// after "in" the city; given as a `final_answer` call (the same reading each time it is
+/// asked again, up to the default two retries).
 fn offline_script() -> ScriptedModel {
-    ScriptedModel::new().then_reply(|request| {
-        let text = request.last_user_text().unwrap_or_default();
+    (0..3).fold(ScriptedModel::new(), |script, _| {
+        script.then_reply(read_booking)
+    })
+}
+
+fn read_booking(request: &agent_core::ChatRequest) -> Result<ChatResponse, agent_core::ModelError> {
+    {
+        // The task: the first user message (later ones are feedback on an answer).
+        let text = request
+            .messages
+            .iter()
+            .find(|m| matches!(m, agent_core::Message::User { .. }))
+            .map(agent_core::Message::text)
+            .unwrap_or_default();
         let words: Vec<&str> = text
             .split(|c: char| c.is_whitespace() || c == '.' || c == ',')
             .filter(|w| !w.is_empty())
             .collect();
         let guest = words.first().copied().unwrap_or("someone");
-        let nights = words.iter().find_map(|w| w.parse::<u32>().ok()).unwrap_or(1);
+        let nights = words
+            .iter()
+            .find_map(|w| w.parse::<u32>().ok())
+            .unwrap_or(1);
         let city = words
             .iter()
             .position(|w| *w == "in")
@@ -81,9 +97,9 @@ fn offline_script() -> ScriptedModel {
             .unwrap_or("nowhere");
         let args = json!({"guest": guest, "nights": nights, "city": city});
         Ok(ChatResponse::tool_calls(vec![ToolCall::new(
-            "call_1",
+            "",
             FINAL_ANSWER_TOOL,
             &args,
         )]))
-    })
+    }
 }
