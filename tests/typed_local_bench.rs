@@ -13,19 +13,15 @@
 
 use std::sync::Arc;
 
-use agent_core::backends::local::{DEFAULT_MODEL, LocalConfig, LocalModel, resolve_model_path};
+use agent_core::backends::local::{LocalConfig, LocalModel};
 use agent_core::output::{Output, OutputMode};
 use agent_core::{LlmAgent, RunContext};
 use agent_tests::extraction::{INSTRUCTIONS, Order, is_correct, tasks};
+use agent_tests::local_model_path;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let home = std::env::var("HOME").ok().map(std::path::PathBuf::from);
-    let path = resolve_model_path(
-        DEFAULT_MODEL,
-        std::env::var("AGENT_LOCAL_MODEL").ok().as_deref(),
-        home.as_deref(),
-    )?;
+    let path = local_model_path()?;
     println!("| setup | valid | correct | ms per generated token |");
     println!("|---|---|---|---|");
     for (label, grammar, mode) in [

@@ -518,3 +518,24 @@ fn a_state_saved_before_typed_answers_existed_still_loads() {
     let restored: RunState = serde_json::from_value(saved).unwrap();
     assert_eq!(restored.output_spec(), None);
 }
+
+#[tokio::test]
+async fn a_tool_of_the_agent_named_final_answer_is_refused_in_tool_mode() {
+    #[derive(Deserialize, JsonSchema)]
+    struct Empty {}
+    let model = Arc::new(ScriptedModel::new());
+    let agent = LlmAgent::builder(model.clone())
+        .tool(tool_fn(
+            FINAL_ANSWER_TOOL,
+            "Mine.",
+            |_: Empty, _| async move { Ok("mine") },
+        ))
+        .build()
+        .unwrap();
+    let error = agent.ask_as::<Address>("?").await.unwrap_err();
+    assert!(
+        matches!(error, AgentError::OutputSchema(ref m) if m.contains("final_answer")),
+        "{error}"
+    );
+    assert!(model.requests().is_empty());
+}

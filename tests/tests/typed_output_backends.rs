@@ -95,14 +95,26 @@ async fn ask(model: Arc<dyn ChatModel>, settings: ModelSettings) -> Booking {
         .value
 }
 
+/// Asks `provider:model` for a booking against a fake server answering with `handler`;
+/// checks the answer came back as the type, and returns the request body sent.
+async fn first_request(
+    provider: &str,
+    model_name: &str,
+    handler: fn(&Recorded, usize) -> Reply,
+) -> Value {
+    let server = FakeServer::start(handler).await;
+    let booking = ask(
+        model(provider, model_name, &server),
+        ModelSettings::default(),
+    )
+    .await;
+    assert_eq!(booking, expected(), "{provider}:{model_name}");
+    server.requests()[0].json()
+}
+
 #[tokio::test]
 async fn openai_gets_a_strict_json_schema_response_format() {
-    let server = FakeServer::start(openai_text).await;
-    assert_eq!(
-        ask(model("openai", "gpt-4o", &server), ModelSettings::default()).await,
-        expected()
-    );
-    let body = server.requests()[0].json();
+    let body = first_request("openai", "gpt-4o", openai_text).await;
     let format = &body["response_format"];
     assert_eq!(format["type"], "json_schema");
     assert_eq!(format["json_schema"]["name"], "Booking");
@@ -124,12 +136,7 @@ async fn openai_gets_a_strict_json_schema_response_format() {
 #[tokio::test]
 async fn mistral_and_ollama_get_the_schema_without_openai_strictness() {
     for provider in ["mistral", "ollama"] {
-        let server = FakeServer::start(openai_text).await;
-        assert_eq!(
-            ask(model(provider, "m", &server), ModelSettings::default()).await,
-            expected()
-        );
-        let body = server.requests()[0].json();
+        let body = first_request(provider, "m", openai_text).await;
         let format = &body["response_format"];
         assert_eq!(format["type"], "json_schema", "{provider}");
         assert_eq!(format["json_schema"]["strict"], false, "{provider}");
@@ -141,16 +148,7 @@ async fn mistral_and_ollama_get_the_schema_without_openai_strictness() {
 
 #[tokio::test]
 async fn deepseek_without_schema_output_answers_through_the_final_answer_tool() {
-    let server = FakeServer::start(openai_answer_call).await;
-    assert_eq!(
-        ask(
-            model("deepseek", "deepseek-chat", &server),
-            ModelSettings::default()
-        )
-        .await,
-        expected()
-    );
-    let body = server.requests()[0].json();
+    let body = first_request("deepseek", "deepseek-chat", openai_answer_call).await;
     assert!(body.get("response_format").is_none());
     assert_eq!(body["tools"][0]["function"]["name"], FINAL_ANSWER_TOOL);
     assert_eq!(
@@ -179,14 +177,7 @@ fn anthropic_reply(req: &Recorded, _: usize) -> Reply {
 
 #[tokio::test]
 async fn anthropic_gets_output_config_with_a_closed_schema() {
-    let server = FakeServer::start(anthropic_reply).await;
-    let booking = ask(
-        model("anthropic", "claude-sonnet-4-5", &server),
-        ModelSettings::default(),
-    )
-    .await;
-    assert_eq!(booking, expected());
-    let body = server.requests()[0].json();
+    let body = first_request("anthropic", "claude-sonnet-4-5", anthropic_reply).await;
     let format = &body["output_config"]["format"];
     assert_eq!(format["type"], "json_schema");
     assert_eq!(format["schema"]["additionalProperties"], false);
@@ -199,14 +190,7 @@ async fn anthropic_gets_output_config_with_a_closed_schema() {
 
 #[tokio::test]
 async fn older_claude_models_answer_through_a_forced_final_answer_tool() {
-    let server = FakeServer::start(anthropic_reply).await;
-    let booking = ask(
-        model("anthropic", "claude-3-5-haiku-latest", &server),
-        ModelSettings::default(),
-    )
-    .await;
-    assert_eq!(booking, expected());
-    let body = server.requests()[0].json();
+    let body = first_request("anthropic", "claude-3-5-haiku-latest", anthropic_reply).await;
     assert!(body.get("output_config").is_none());
     assert_eq!(body["tools"][0]["name"], FINAL_ANSWER_TOOL);
     assert_eq!(
@@ -254,16 +238,7 @@ fn gemini_text(_: &Recorded, _: usize) -> Reply {
 
 #[tokio::test]
 async fn gemini_gets_a_response_mime_type_and_its_own_schema_subset() {
-    let server = FakeServer::start(gemini_text).await;
-    assert_eq!(
-        ask(
-            model("gemini", "gemini-2.5-flash", &server),
-            ModelSettings::default()
-        )
-        .await,
-        expected()
-    );
-    let body = server.requests()[0].json();
+    let body = first_request("gemini", "gemini-2.5-flash", gemini_text).await;
     let generation = &body["generationConfig"];
     assert_eq!(generation["responseMimeType"], "application/json");
     let schema = &generation["responseSchema"];

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::OutputMode;
-use super::{Output, OutputSchemaError};
+use super::{FINAL_ANSWER_TOOL, Output, OutputSchemaError, OutputSpec};
 use crate::agent::{Agent, LlmAgent, LlmAgentBuilder};
 use crate::error::ToolSetError;
 use crate::message::Message;
@@ -62,6 +62,23 @@ fn into_typed<T: DeserializeOwned + JsonSchema>(
     }
 }
 
+/// The spec of a run of `agent` for `output`: `Auto` resolved for its model and tools. A
+/// tool of the agent's own named `final_answer` would be shadowed in tool mode: refused.
+fn spec_for<T: DeserializeOwned + JsonSchema>(
+    agent: &LlmAgent,
+    output: &Output<T>,
+) -> Result<OutputSpec, OutputSchemaError> {
+    let tools = agent.tools();
+    let spec = output.spec(agent.model().capabilities(), !tools.is_empty())?;
+    if spec.mode == OutputMode::Tool && tools.get(FINAL_ANSWER_TOOL).is_some() {
+        return Err(OutputSchemaError(format!(
+            "the agent has a tool named `{FINAL_ANSWER_TOOL}`, the name tool mode gives the \
+             answer; rename it, or choose another `OutputMode`"
+        )));
+    }
+    Ok(spec)
+}
+
 impl LlmAgent {
     /// Runs a task for an answer of type `T` ([`Output::new`]'s defaults), with no way to
     /// cancel it: `let invoice: Invoice = agent.ask_as("...").await?.value;`. See
@@ -83,7 +100,7 @@ impl LlmAgent {
         ctx: &RunContext,
         output: &Output<T>,
     ) -> Result<TypedResult<T>, AgentError> {
-        let spec = output.spec(self.model().capabilities(), !self.tools().is_empty())?;
+        let spec = spec_for(self, output)?;
         let check = |value: &Value| output.accept(value).map(drop);
         let result = self
             .run_with_events(input, ctx, EventSink::none(), Some((spec, &check)))
@@ -208,10 +225,7 @@ impl<T: DeserializeOwned + JsonSchema> TypedAgent<T> {
     /// The state of a new run that asks for a `T`, without running it (to save it, or to
     /// step it yourself); drive it with [`resume`](Self::resume).
     pub fn start(&self, input: &str, history: &[Message]) -> Result<RunState, OutputSchemaError> {
-        let spec = self.output.spec(
-            self.agent.model().capabilities(),
-            !self.agent.tools().is_empty(),
-        )?;
+        let spec = spec_for(&self.agent, &self.output)?;
         Ok(self.agent.start(input, history).with_output(spec))
     }
 
