@@ -893,6 +893,11 @@ impl RunState {
                 partial: Box::new(self.take_partial()),
             });
         }
+        // A typed answer given beside the turn's other calls ends the run now, even on the
+        // last turn.
+        if let Some(action) = self.take_pending_answer(tools) {
+            return action;
+        }
         if self.turns >= self.limits.max_turns {
             match self.limits.on_max_turns {
                 OnMaxTurns::WrapUp => self.phase = Phase::WrapUp { budget: false },
@@ -904,9 +909,6 @@ impl RunState {
                     });
                 }
             }
-        }
-        if let Some(action) = self.take_pending_answer(tools) {
-            return action;
         }
         self.next_action(tools)
     }
