@@ -539,3 +539,57 @@ async fn a_tool_of_the_agent_named_final_answer_is_refused_in_tool_mode() {
     );
     assert!(model.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_streamed_typed_run_shows_the_answers_json_as_it_comes_then_the_value() {
+    use agent_core::output::TypedEvent;
+    use futures::StreamExt;
+    // Tool mode: the first answer is invalid and sent back; each attempt's JSON streams.
+    let model = Arc::new(
+        ScriptedModel::new()
+            .then_tool_call(FINAL_ANSWER_TOOL, json!({"street": "1 Main St"}))
+            .then_tool_call(
+                FINAL_ANSWER_TOOL,
+                json!({"street": "1 Main St", "city": "Ely"}),
+            ),
+    );
+    let agent = LlmAgent::builder(model).streaming(true).build().unwrap();
+    let (ctx, output) = (RunContext::new(), Output::<Address>::new());
+    let events: Vec<TypedEvent<Address>> =
+        agent.run_stream_as("Where?", &ctx, &output).collect().await;
+    let partials: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            TypedEvent::PartialAnswer(json) => Some(json),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(partials.len(), 2, "{events:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(partials[1]).unwrap(),
+        json!({"street": "1 Main St", "city": "Ely"})
+    );
+    let Some(TypedEvent::Answer(answer)) = events.last() else {
+        panic!("{:?}", events.last());
+    };
+    assert_eq!(answer.value.city, "Ely");
+    assert_eq!(answer.turns, 2);
+    // A text answer streams its text; a failure ends the stream with the typed error.
+    let model = Arc::new(ScriptedModel::new().then_text("{\"street\": 5}"));
+    let agent = LlmAgent::builder(Arc::new(Constraining(model)))
+        .streaming(true)
+        .build()
+        .unwrap();
+    let output = Output::<Address>::new().max_retries(0);
+    let events: Vec<TypedEvent<Address>> =
+        agent.run_stream_as("Where?", &ctx, &output).collect().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TypedEvent::PartialAnswer(json) if json == "{\"street\": 5}"))
+    );
+    assert!(matches!(
+        events.last(),
+        Some(TypedEvent::Failed(AgentError::InvalidOutput { .. }))
+    ));
+}

@@ -52,7 +52,7 @@ use serde_json::Value;
 pub use spec::{
     FINAL_ANSWER_TOOL, OutputMode, OutputSpec, answer_schema, extract_json, strict_problem,
 };
-pub use typed::{TypedAgent, TypedAgentBuilder, TypedResult};
+pub use typed::{TypedAgent, TypedAgentBuilder, TypedEvent, TypedResult};
 
 use crate::model::Capabilities;
 use crate::run::AgentError;

@@ -19,8 +19,10 @@ use super::{FINAL_ANSWER_TOOL, Output, OutputSchemaError, OutputSpec};
 use crate::agent::{Agent, LlmAgent, LlmAgentBuilder};
 use crate::error::ToolSetError;
 use crate::message::Message;
+use futures::{Stream, StreamExt};
+
 use crate::run::{
-    AgentError, Approval, EventSink, Input, RunContext, RunResult, RunState, StopReason,
+    AgentError, Approval, EventSink, Input, RunContext, RunEvent, RunResult, RunState, StopReason,
 };
 
 /// A typed answer and the run that gave it (usage, turns, history: reach them through
@@ -106,6 +108,128 @@ impl LlmAgent {
             .run_with_events(input, ctx, EventSink::none(), Some((spec, &check)))
             .await?;
         into_typed(result, output).map_err(|e| *e)
+    }
+}
+
+/// What a typed run streams ([`LlmAgent::run_stream_as`]): the run's events, the answer's
+/// JSON as it grows, and last the checked answer or the error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TypedEvent<T> {
+    /// Something that happened in the run (its end comes as `Answer` or `Failed`).
+    Run(RunEvent),
+    /// The answer's JSON so far, as the model writes it (best effort: it may stop anywhere,
+    /// and starts again when an invalid answer is sent back). With a streaming model
+    /// ([`LlmAgentBuilder::streaming`]) it grows piece by piece; without, it comes whole.
+    PartialAnswer(String),
+    /// The answer: checked against the schema, deserialised and validated.
+    Answer(Box<TypedResult<T>>),
+    /// The run ended without an answer.
+    Failed(AgentError),
+}
+
+/// Follows the answer's JSON through a run's events: the text of text answers, or the
+/// arguments of a `final_answer` call in tool mode.
+struct PartialAnswer {
+    by_tool: bool,
+    answer_call: Option<usize>,
+    text: String,
+}
+
+impl PartialAnswer {
+    fn observe(&mut self, event: &RunEvent) -> Option<String> {
+        match event {
+            RunEvent::TurnStarted { .. } => {
+                self.text.clear();
+                self.answer_call = None;
+                None
+            }
+            RunEvent::TextDelta(piece) if !self.by_tool => {
+                self.text.push_str(piece);
+                Some(self.text.clone())
+            }
+            RunEvent::ToolCallStreamed { index, name } if self.by_tool => {
+                if name == FINAL_ANSWER_TOOL {
+                    self.answer_call = Some(*index);
+                    self.text.clear();
+                }
+                None
+            }
+            RunEvent::ToolArgumentsDelta { index, arguments }
+                if self.answer_call == Some(*index) =>
+            {
+                self.text.push_str(arguments);
+                Some(self.text.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl LlmAgent {
+    /// [`run_as`](Self::run_as), streamed: the run's events, the answer's JSON as it
+    /// arrives, then the checked answer.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futures::StreamExt;
+    /// use agent_core::{LlmAgent, Output, RunContext, output::TypedEvent, testing::ScriptedModel};
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Total { cents: u64 }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let agent = LlmAgent::builder(Arc::new(ScriptedModel::new().then_text(r#"{"cents": 1250}"#)))
+    ///     .streaming(true)
+    ///     .build()
+    ///     .unwrap();
+    /// let (ctx, output) = (RunContext::new(), Output::<Total>::new());
+    /// let events: Vec<_> = agent.run_stream_as("Total?", &ctx, &output).collect().await;
+    /// assert!(matches!(events.last(), Some(TypedEvent::Answer(a)) if a.value.cents == 1250));
+    /// # });
+    /// ```
+    pub fn run_stream_as<'a, T: DeserializeOwned + JsonSchema + Send + 'a>(
+        &'a self,
+        input: &'a str,
+        ctx: &'a RunContext,
+        output: &'a Output<T>,
+    ) -> impl Stream<Item = TypedEvent<T>> + Send + 'a {
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        let run = async move {
+            let outcome = match spec_for(self, output) {
+                Err(error) => Err(AgentError::from(error)),
+                Ok(spec) => {
+                    let mut partial = PartialAnswer {
+                        by_tool: spec.mode == OutputMode::Tool,
+                        answer_call: None,
+                        text: String::new(),
+                    };
+                    let mut emit = |event: RunEvent| {
+                        if let Some(json) = partial.observe(&event) {
+                            let _ = sender.unbounded_send(TypedEvent::PartialAnswer(json));
+                        }
+                        let _ = sender.unbounded_send(TypedEvent::Run(event));
+                    };
+                    let check = |value: &Value| output.accept(value).map(drop);
+                    self.run_with_events(
+                        input,
+                        ctx,
+                        EventSink::new(&mut emit),
+                        Some((spec, &check)),
+                    )
+                    .await
+                }
+            };
+            let last = match outcome.map(|result| into_typed(result, output)) {
+                Ok(Ok(typed)) => TypedEvent::Answer(Box::new(typed)),
+                Ok(Err(error)) => TypedEvent::Failed(*error),
+                Err(error) => TypedEvent::Failed(error),
+            };
+            let _ = sender.unbounded_send(last);
+        };
+        // Every event goes through the channel, in order; the run is driven by polling.
+        futures::stream::select(
+            receiver,
+            futures::stream::once(run).filter_map(|()| std::future::ready(None)),
+        )
     }
 }
 
