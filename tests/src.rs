@@ -2,9 +2,21 @@
 //! code blocks as doc tests, so the README cannot drift from the API.
 #![doc = include_str!("../README.md")]
 
+pub mod extraction;
 pub mod fake_server;
 pub mod mcp_servers;
 pub mod proc_stats;
+
+/// The path of the default local model's file (`AGENT_LOCAL_MODEL`, else the user's
+/// cache), or why there is none.
+pub fn local_model_path() -> Result<std::path::PathBuf, agent_core::ModelError> {
+    let home = std::env::var("HOME").ok().map(std::path::PathBuf::from);
+    agent_core::backends::local::resolve_model_path(
+        agent_core::backends::local::DEFAULT_MODEL,
+        std::env::var("AGENT_LOCAL_MODEL").ok().as_deref(),
+        home.as_deref(),
+    )
+}
 
 /// The standard output of a finished command, after checking it succeeded (the failure
 /// message shows both of its outputs).

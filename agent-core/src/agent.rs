@@ -17,6 +17,7 @@ use crate::error::{ToolError, ToolSetError};
 use crate::memory::{ContextPolicy, KeepAll, Memory};
 use crate::message::Message;
 use crate::model::ChatModel;
+use crate::output::OutputSpec;
 use crate::run::{
     AgentError, Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings, RunContext,
     RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
@@ -254,6 +255,7 @@ impl LlmAgent {
                     Continue::fresh(self.session(ctx)),
                     ctx,
                     EventSink::none(),
+                    None,
                 )
                 .await;
         };
@@ -274,7 +276,7 @@ impl LlmAgent {
                     log: Some(&log),
                     session,
                 };
-                self.execute(state, run, ctx, EventSink::none()).await
+                self.execute(state, run, ctx, EventSink::none(), None).await
             }
             other => other,
         }
@@ -302,7 +304,7 @@ impl LlmAgent {
         }
         let mut run = Continue::fresh(self.session(ctx));
         run.first = Input::Approvals(decisions);
-        self.execute(state, run, ctx, EventSink::none()).await
+        self.execute(state, run, ctx, EventSink::none(), None).await
     }
 
     /// Runs a task and streams what happens: turns, text and reasoning deltas, tool calls
@@ -330,7 +332,7 @@ impl LlmAgent {
                 let _ = sender.unbounded_send(event);
             };
             let outcome = self
-                .run_with_events(input, ctx, EventSink::new(&mut emit))
+                .run_with_events(input, ctx, EventSink::new(&mut emit), None)
                 .await;
             emit(match outcome {
                 Ok(result) => RunEvent::Finished(result),
@@ -345,11 +347,14 @@ impl LlmAgent {
         )
     }
 
-    async fn run_with_events(
+    /// Runs a task; with `answer`, for a typed answer of that spec, which the check reads
+    /// (see [`crate::output`]).
+    pub(crate) async fn run_with_events(
         &self,
         input: &str,
         ctx: &RunContext,
         emit: EventSink<'_>,
+        answer: Option<(OutputSpec, &AnswerCheck<'_>)>,
     ) -> Result<RunResult, AgentError> {
         for guardrail in &self.input_guardrails {
             guardrail(input).map_err(AgentError::InputRejected)?;
@@ -360,6 +365,11 @@ impl LlmAgent {
         };
         let run_id = ctx.run_id.clone().unwrap_or_else(new_run_id);
         let mut state = self.start_as(run_id, input, &history);
+        let mut check = None;
+        if let Some((spec, answer_check)) = answer {
+            state = state.with_output(spec);
+            check = Some(answer_check);
+        }
         let session = self.session(ctx);
         let log = match &self.store {
             Some(store) => {
@@ -373,7 +383,22 @@ impl LlmAgent {
             log: log.as_ref(),
             session,
         };
-        self.execute(state, run, ctx, emit).await
+        self.execute(state, run, ctx, emit, check).await
+    }
+
+    /// Drives a state from `first` without a store's journal (the typed agent's
+    /// state-based API).
+    pub(crate) async fn continue_state(
+        &self,
+        state: RunState,
+        first: Input,
+        ctx: &RunContext,
+        check: Option<&AnswerCheck<'_>>,
+    ) -> Result<RunResult, AgentError> {
+        let mut run = Continue::fresh(self.session(ctx));
+        run.first = first;
+        self.execute(state, run, ctx, EventSink::none(), check)
+            .await
     }
 
     /// Resumes a durable run from its store, in this process or any other that has an
@@ -474,18 +499,20 @@ impl LlmAgent {
             log: Some(&log),
             session: stored.info.session.as_deref(),
         };
-        self.execute(state, run, ctx, EventSink::none()).await
+        self.execute(state, run, ctx, EventSink::none(), None).await
     }
 
-    /// Drives a state to its end, applying output guardrails, then appends to memory (for
-    /// a durable run: commits its end, with the session append when the store is the
-    /// memory).
+    /// Drives a state to its end, applying output guardrails (and the caller's check of a
+    /// typed answer: a refusal goes back to the model through the state's retry budget),
+    /// then appends to memory (for a durable run: commits its end, with the session append
+    /// when the store is the memory).
     async fn execute(
         &self,
         mut state: RunState,
         run: Continue<'_>,
         ctx: &RunContext,
         mut emit: EventSink<'_>,
+        answer_check: Option<&AnswerCheck<'_>>,
     ) -> Result<RunResult, AgentError> {
         let Continue {
             mut first,
@@ -540,7 +567,24 @@ impl LlmAgent {
                 return Ok(result);
             }
             match self.check_output(&result.text) {
-                OutputCheck::Accept => break Ok(result),
+                OutputCheck::Accept => {
+                    let refused = match (answer_check, &result.output) {
+                        (Some(check), Some(value)) => check(value).err(),
+                        _ => None,
+                    };
+                    match refused {
+                        None => break Ok(result),
+                        Some(error) => {
+                            if let Some(failed) = state.retry_answer(result, error) {
+                                break Err(failed);
+                            }
+                            if let Some(log) = log {
+                                log.commit(&mut state, RunStatus::Running).await?;
+                            }
+                            first = Input::Resume;
+                        }
+                    }
+                }
                 OutputCheck::Retry(feedback) if retries < self.max_output_retries => {
                     retries += 1;
                     state.reopen(result, &feedback);
@@ -735,6 +779,9 @@ pub enum OutputCheck {
     Retry(String),
 }
 
+/// The caller's check of a typed answer (deserialise, validate): `Err` is fed back.
+pub(crate) type AnswerCheck<'a> = dyn Fn(&Value) -> Result<(), String> + Send + Sync + 'a;
+
 /// Checks the input before the first model call: `Err(reason)` refuses it.
 pub type InputGuardrail = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 /// Checks a final answer.
@@ -788,7 +835,8 @@ impl Agent for LlmAgent {
 
     /// [`run_stream`](LlmAgent::run_stream) without the events.
     async fn run(&self, input: &str, ctx: &RunContext) -> Result<RunResult, AgentError> {
-        self.run_with_events(input, ctx, EventSink::none()).await
+        self.run_with_events(input, ctx, EventSink::none(), None)
+            .await
     }
 }
 

@@ -45,6 +45,7 @@ pub mod error;
 pub mod memory;
 pub mod message;
 pub mod model;
+pub mod output;
 pub mod resilience;
 pub mod run;
 pub mod schema;
@@ -68,6 +69,7 @@ pub use model::{
     Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, ResponseFormat,
     StreamEvent, ToolChoice, ToolExample, ToolSpec, collect_stream,
 };
+pub use output::{Output, OutputMode, TypedAgent, TypedResult};
 pub use run::{
     Action, AgentError, Approval, HookAction, Input, Interruption, ModelSettings, OnMaxTurns,
     PartialRun, PendingApproval, RunContext, RunEvent, RunHooks, RunLimits, RunResult, RunState,

@@ -120,3 +120,40 @@ async fn the_kv_cache_is_reused_across_turns_and_answers_stream() {
         response.usage.input_tokens
     );
 }
+
+#[tokio::test]
+async fn twenty_extractions_under_the_answer_grammar_all_parse_and_follow_the_type() {
+    use agent_core::output::Output;
+    use agent_tests::extraction::{INSTRUCTIONS, Order, is_correct, tasks};
+    let Some(model) = model() else { return };
+    let agent = LlmAgent::builder(model)
+        .instructions(INSTRUCTIONS)
+        .build()
+        .unwrap();
+    // No second chance: every answer counts as the model first wrote it.
+    let output = Output::<Order>::new().max_retries(0);
+    let (mut valid, mut correct) = (0, 0);
+    let ctx = agent_core::RunContext::new();
+    for (sentence, want) in tasks() {
+        let run = agent.run_as(sentence, &ctx, &output);
+        let outcome = tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .expect("one extraction took more than 2 minutes");
+        match outcome {
+            Ok(typed) => {
+                valid += 1;
+                if is_correct(&typed.value, &want) {
+                    correct += 1;
+                } else {
+                    eprintln!("{sentence} -> {:?}", typed.value);
+                }
+            }
+            Err(e) => eprintln!("{sentence} -> {e}"),
+        }
+    }
+    eprintln!("typed answers on the local model: {valid}/20 valid, {correct}/20 correct");
+    assert_eq!(
+        valid, 20,
+        "every answer line is decoded under the answer's grammar"
+    );
+}

@@ -16,12 +16,13 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var, redact_url};
+use super::openai::strict_schema;
 use super::stream::{SseHandler, stream_response};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::message::{AssistantMessage, ContentPart, Message, Reasoning, ToolCall, Usage};
 use crate::model::{
-    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, StreamEvent,
-    ToolChoice,
+    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, ResponseFormat,
+    StreamEvent, ToolChoice,
 };
 
 /// The API version header every request carries.
@@ -187,9 +188,14 @@ pub fn build_body(
             .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
             .collect();
         body.insert("tools".into(), Value::Array(tools));
+        // With extended thinking on, Anthropic refuses a forced tool choice (`any` or a
+        // named tool): the model is left to choose, and the run asks again if it must.
         let choice = match &request.tool_choice {
             ToolChoice::Auto => json!({"type": "auto"}),
             ToolChoice::None => json!({"type": "none"}),
+            ToolChoice::Required | ToolChoice::Tool(_) if thinking_on(request) => {
+                json!({"type": "auto"})
+            }
             ToolChoice::Required => json!({"type": "any"}),
             ToolChoice::Tool(name) => json!({"type": "tool", "name": name}),
         };
@@ -197,6 +203,19 @@ pub fn build_body(
     }
     if let Some(t) = request.temperature {
         body.insert("temperature".into(), json!(t));
+    }
+    // Structured outputs: the answer text constrained to a schema, whose objects must all be
+    // closed (the strict form). Free JSON has no native switch here.
+    if let ResponseFormat::JsonSchema { schema, strict, .. } = &request.response_format {
+        let schema = if *strict {
+            strict_schema(schema.clone())
+        } else {
+            schema.clone()
+        };
+        body.insert(
+            "output_config".into(),
+            json!({"format": {"type": "json_schema", "schema": schema}}),
+        );
     }
     if !request.stop.is_empty() {
         body.insert("stop_sequences".into(), json!(request.stop));
@@ -208,6 +227,31 @@ pub fn build_body(
         body.insert(k.clone(), v.clone());
     }
     Value::Object(body)
+}
+
+/// Whether the request turns extended thinking on (`thinking.type` `enabled` or `adaptive`
+/// in its provider fields).
+fn thinking_on(request: &ChatRequest) -> bool {
+    request
+        .extra
+        .get("thinking")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "disabled")
+}
+
+/// Whether a Claude model has structured outputs (`output_config.format`): the 4.5
+/// generation (Sonnet, Opus, Haiku) and later.
+fn has_structured_outputs(model: &str) -> bool {
+    let mut numbers = model
+        .split(['-', '.', '@'])
+        .filter_map(|part| part.parse::<u32>().ok())
+        .filter(|n| *n < 100);
+    match (numbers.next(), numbers.next()) {
+        (Some(major), Some(minor)) => major > 4 || (major == 4 && minor >= 5),
+        (Some(major), None) => major > 4,
+        _ => false,
+    }
 }
 
 /// Appends blocks to a user turn: to the previous message when it is a user turn already
@@ -569,6 +613,7 @@ impl ChatModel for Anthropic {
             streaming: true,
             images: true,
             reasoning: true,
+            structured_output: has_structured_outputs(&self.model),
             ..Capabilities::default()
         }
     }

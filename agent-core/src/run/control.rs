@@ -40,6 +40,21 @@ pub enum RunEvent {
     TextDelta(String),
     /// Reasoning text.
     ReasoningDelta(String),
+    /// A streamed model turn began a tool call (its arguments follow as
+    /// [`ToolArgumentsDelta`](Self::ToolArgumentsDelta)s; it runs, if at all, after the turn).
+    ToolCallStreamed {
+        /// Its position among the turn's calls.
+        index: usize,
+        /// The tool.
+        name: String,
+    },
+    /// More of a streamed tool call's argument text.
+    ToolArgumentsDelta {
+        /// Its position among the turn's calls.
+        index: usize,
+        /// The next piece of the JSON arguments.
+        arguments: String,
+    },
     /// A tool call is about to run, with its checked arguments.
     ToolCallStarted {
         /// The call's id.

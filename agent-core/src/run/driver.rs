@@ -323,6 +323,12 @@ async fn call_model(
         match event? {
             StreamEvent::TextDelta(text) => emit.send(|| RunEvent::TextDelta(text)),
             StreamEvent::ReasoningDelta(text) => emit.send(|| RunEvent::ReasoningDelta(text)),
+            StreamEvent::ToolCallStarted { index, name, .. } => {
+                emit.send(|| RunEvent::ToolCallStreamed { index, name })
+            }
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                emit.send(|| RunEvent::ToolArgumentsDelta { index, arguments })
+            }
             StreamEvent::Completed(response) => return Ok(response),
             _ => {}
         }

@@ -48,6 +48,10 @@ pub struct RunResult {
     pub turns: u32,
     /// Why the run ended.
     pub stop_reason: StopReason,
+    /// The typed answer, checked against its schema, when the run asked for one
+    /// ([`LlmAgent::run_as`](crate::LlmAgent::run_as)); `text` holds it as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
     /// Set when the run paused for approval: the calls waiting and the state to resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interruption: Option<Box<Interruption>>,
@@ -185,6 +189,28 @@ pub enum AgentError {
         /// What the run had done before that turn.
         partial: Box<PartialRun>,
     },
+    /// The model did not give a valid typed answer within the retry budget. `attempts`
+    /// holds each rejected answer's error, in order (the JSON pointer and what was
+    /// expected, or a validator's message).
+    #[error(
+        "no valid answer after {} attempts; last error: {}",
+        attempts.len(),
+        attempts.last().map_or("", String::as_str)
+    )]
+    InvalidOutput {
+        /// Why each attempt was rejected.
+        attempts: Vec<String>,
+        /// The run, every attempt included.
+        partial: Box<PartialRun>,
+    },
+    /// The answer type cannot be asked for as configured (a map in a strict schema, a mode
+    /// the model does not support); nothing was sent.
+    #[error("the answer type cannot be asked for: {0}")]
+    OutputSchema(String),
+    /// A typed run paused for approval before its answer: resume it with the decisions
+    /// ([`TypedAgent::resume_with_approvals`](crate::output::TypedAgent::resume_with_approvals)).
+    #[error("the run paused for approval before giving its answer")]
+    Paused(Box<RunResult>),
     /// A saved run state cannot be resumed by this version or in this situation.
     #[error("cannot resume run: {0}")]
     InvalidState(String),
@@ -207,6 +233,7 @@ impl AgentError {
             | AgentError::BudgetExceeded { partial, .. }
             | AgentError::OutputRejected { partial, .. }
             | AgentError::TooManyToolCalls { partial, .. }
+            | AgentError::InvalidOutput { partial, .. }
             | AgentError::Cancelled { partial } => Some(partial),
             _ => None,
         }

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+#[path = "answer.rs"]
+mod answer;
+
 use super::approval::{Approval, Interruption, PendingApproval};
 use super::outcome::{AgentError, PartialRun, RunResult, StopReason};
 use super::repeat::{Repeat, RepeatTracker};
@@ -317,6 +320,9 @@ pub struct RunState {
     #[serde(default)]
     last_call: RepeatTracker,
     phase: Phase,
+    /// The typed answer the run asks for, and its attempts (see `answer.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<answer::AnswerState>,
 }
 
 /// A [`RunState`] as saved, of any format version this build can read; the same fields
@@ -336,6 +342,8 @@ struct SavedState {
     #[serde(default)]
     last_call: RepeatTracker,
     phase: Phase,
+    #[serde(default)]
+    output: Option<answer::AnswerState>,
 }
 
 impl From<SavedState> for RunState {
@@ -353,6 +361,7 @@ impl From<SavedState> for RunState {
             failures,
             last_call,
             phase,
+            output,
         } = saved;
         let mut state = RunState {
             version,
@@ -367,6 +376,7 @@ impl From<SavedState> for RunState {
             failures,
             last_call,
             phase,
+            output,
         };
         state.migrate();
         state
@@ -399,6 +409,7 @@ impl RunState {
             failures: BTreeMap::new(),
             last_call: RepeatTracker::default(),
             phase: Phase::CallModel,
+            output: None,
         }
     }
 
@@ -737,7 +748,7 @@ impl RunState {
             Arc::clone(&self.messages)
         };
         let s = &self.settings;
-        let request = ChatRequest {
+        let mut request = ChatRequest {
             messages,
             tools: tools.specs().clone(),
             tool_choice: if wrap_up {
@@ -751,6 +762,9 @@ impl RunState {
             response_format: s.response_format.clone(),
             extra: s.extra.clone(),
         };
+        if let Some(output) = &self.output {
+            output.shape(&mut request, wrap_up);
+        }
         if wrap_up {
             Action::WrapUp(request)
         } else {
@@ -772,6 +786,23 @@ impl RunState {
         self.usage += response.usage;
         self.turn_usage.push(response.usage);
         let mut message = response.message;
+        let stop_reason = if budget {
+            StopReason::BudgetExhausted
+        } else if wrap_up {
+            StopReason::MaxTurns
+        } else {
+            match response.finish_reason {
+                FinishReason::Length => StopReason::OutputLimit,
+                FinishReason::ContentFilter => StopReason::ContentFilter,
+                _ => StopReason::Completed,
+            }
+        };
+        if self.output.is_some() {
+            match self.answer_turn(tools, message, wrap_up, stop_reason) {
+                Ok(action) => return action,
+                Err(ordinary) => message = *ordinary,
+            }
+        }
 
         if wrap_up || message.tool_calls.is_empty() {
             // A final answer. The wrap-up call had tools disabled; calls it made anyway are
@@ -779,17 +810,6 @@ impl RunState {
             message.tool_calls.clear();
             let text = message.content.clone();
             self.push(Message::Assistant(message));
-            let stop_reason = if budget {
-                StopReason::BudgetExhausted
-            } else if wrap_up {
-                StopReason::MaxTurns
-            } else {
-                match response.finish_reason {
-                    FinishReason::Length => StopReason::OutputLimit,
-                    FinishReason::ContentFilter => StopReason::ContentFilter,
-                    _ => StopReason::Completed,
-                }
-            };
             self.phase = Phase::Done;
             return Action::Finished(self.take_result(text, stop_reason));
         }
@@ -812,6 +832,10 @@ impl RunState {
             .tool_calls
             .iter()
             .map(|call| {
+                // A typed answer given beside other calls is answered by the machine.
+                if let Some(result) = self.pending_answer_result(call) {
+                    return Slot::Answered { result };
+                }
                 let checked = tools.check_call(call);
                 if tools.needs_approval(&call.name, checked.as_ref().ok()) {
                     let (args, problem) = match checked {
@@ -961,6 +985,11 @@ impl RunState {
                 partial: Box::new(self.take_partial()),
             });
         }
+        // A typed answer given beside the turn's other calls ends the run now, even on the
+        // last turn.
+        if let Some(action) = self.take_pending_answer(tools) {
+            return action;
+        }
         if self.turns >= self.limits.max_turns {
             match self.limits.on_max_turns {
                 OnMaxTurns::WrapUp => self.phase = Phase::WrapUp { budget: false },
@@ -1060,6 +1089,7 @@ impl RunState {
             turn_usage: self.turn_usage.clone(),
             turns: self.turns,
             stop_reason: StopReason::AwaitingApproval,
+            output: None,
             interruption: Some(Box::new(Interruption {
                 pending,
                 state: self.clone(),
@@ -1085,6 +1115,7 @@ impl RunState {
             turn_usage: std::mem::take(&mut self.turn_usage),
             turns: self.turns,
             stop_reason,
+            output: None,
             interruption: None,
         }
     }

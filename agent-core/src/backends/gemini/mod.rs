@@ -123,6 +123,20 @@ impl Gemini {
     }
 
     fn body(&self, request: &ChatRequest) -> Result<Bytes, ModelError> {
+        // Models before Gemini 3 refuse a response schema together with function tools;
+        // say so here rather than send a request that can only fail.
+        if !request.tools.is_empty()
+            && matches!(request.response_format, ResponseFormat::JsonSchema { .. })
+            && !native_output_with_tools(&self.model)
+        {
+            return Err(config_error(
+                &self.model,
+                format!(
+                    "{} cannot combine a response schema with function tools (Gemini 3 and                      later can); ask for the typed answer in tool mode",
+                    self.model
+                ),
+            ));
+        }
         serde_json::to_vec(&build_body(request))
             .map(Bytes::from)
             .map_err(|e| {
@@ -133,6 +147,16 @@ impl Gemini {
                 .with_provider("gemini", self.model.clone())
             })
     }
+}
+
+/// Whether a Gemini model takes a response schema and function tools in one request
+/// (Gemini 3 and later).
+fn native_output_with_tools(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    name.strip_prefix("gemini-")
+        .and_then(|rest| rest.split(['-', '.']).next())
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major >= 3)
 }
 
 fn config_error(model: &str, message: String) -> ModelError {

@@ -18,14 +18,14 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use super::grammar::{LineKind, line_grammar_with_numbers};
+use super::grammar::{LineKind, line_grammar_with_numbers, typed_line_grammar};
 use super::protocol::{Step, base_prompt, instructions, parse_step, preamble, step_message, turns};
 use super::sampling::{RUNAWAY, Rng, pick, trim_run};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::message::Usage;
 use crate::model::{
-    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, StreamEvent,
-    ToolChoice, ToolSpec, collect_stream,
+    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, ResponseFormat,
+    StreamEvent, ToolChoice, ToolSpec, collect_stream,
 };
 
 /// How a local model is loaded and run.
@@ -210,7 +210,7 @@ impl ChatModel for LocalModel {
             parallel_tool_calls: false,
             streaming: true,
             images: false,
-            structured_output: false,
+            structured_output: true,
             reasoning: false,
         }
     }
@@ -440,12 +440,13 @@ impl<'m> Engine<'m> {
     }
 
     fn prompt(&self, request: &ChatRequest) -> Result<String, ModelError> {
+        let answer = answer_schema(request);
         let Some(template) = &self.template else {
-            return Ok(base_prompt(&request.messages, &request.tools));
+            return Ok(base_prompt(&request.messages, &request.tools, answer));
         };
         let mut chat = vec![(
             "system",
-            preamble(&instructions(&request.messages), &request.tools),
+            preamble(&instructions(&request.messages), &request.tools, answer),
         )];
         chat.extend(
             turns(&request.messages)
@@ -563,10 +564,15 @@ impl<'m> Engine<'m> {
 
         let (tools, kind) = tools_for(request);
         let mut grammar = if self.config.grammar {
-            let numbers = answer_numbers(request);
-            let result = numeric_result(request);
-            let gbnf =
-                line_grammar_with_numbers(&tools, kind, numbers.as_deref(), result.as_deref());
+            let gbnf = match answer_schema(request) {
+                // A typed answer: the answer line is a value of its schema, nothing else.
+                Some(schema) => typed_line_grammar(&tools, kind, schema),
+                None => {
+                    let numbers = answer_numbers(request);
+                    let result = numeric_result(request);
+                    line_grammar_with_numbers(&tools, kind, numbers.as_deref(), result.as_deref())
+                }
+            };
             Some(
                 LlamaSampler::grammar(self.model, &gbnf, "root").map_err(|e| {
                     engine_error(
@@ -702,6 +708,14 @@ impl<'m> Engine<'m> {
             },
             model: None,
         })
+    }
+}
+
+/// The JSON Schema a typed answer must follow, when the request asks for one.
+fn answer_schema(request: &ChatRequest) -> Option<&serde_json::Value> {
+    match &request.response_format {
+        ResponseFormat::JsonSchema { schema, .. } => Some(schema),
+        _ => None,
     }
 }
 

@@ -72,18 +72,7 @@ pub fn line_grammar_with_numbers(
     must_state: Option<&str>,
 ) -> String {
     let mut g = Grammar::default();
-    let answers_only = matches!(kind, LineKind::AnswerOnly | LineKind::AnswerWithoutNumbers);
-    let call = (!answers_only && !tools.is_empty()).then(|| {
-        let alternatives: Vec<String> = tools
-            .iter()
-            .enumerate()
-            .map(|(i, tool)| {
-                let args = g.value(&format!("tool{i}-args"), &tool.parameters);
-                format!("{} \" \" {args}", literal(&tool.name))
-            })
-            .collect();
-        g.rule("call", &alternatives.join(" | "))
-    });
+    let call = call_rule(&mut g, tools, kind);
     let no_numbers = matches!(
         kind,
         LineKind::CallOrAnswerWithoutNumbers | LineKind::AnswerWithoutNumbers
@@ -131,6 +120,38 @@ pub fn line_grammar_with_numbers(
     } else {
         "\"ANSWER \" [^\\n]+".to_owned()
     };
+    finish_line(g, call, kind, &answer)
+}
+
+/// The grammar for the next line when the answer must be a JSON value of `schema` (a typed
+/// answer): `ANSWER` and that value, or a call as [`line_grammar`] allows. The answer cannot
+/// be anything that does not follow the schema's subset covered here.
+pub fn typed_line_grammar(tools: &[ToolSpec], kind: LineKind, schema: &Value) -> String {
+    let mut g = Grammar::default();
+    let call = call_rule(&mut g, tools, kind);
+    let value = g.value("answer-value", schema);
+    finish_line(g, call, kind, &format!("\"ANSWER \" {value}"))
+}
+
+/// The `call` rule (one alternative per tool, its arguments following its schema), unless
+/// the line must be an answer.
+fn call_rule(g: &mut Grammar, tools: &[ToolSpec], kind: LineKind) -> Option<String> {
+    let answers_only = matches!(kind, LineKind::AnswerOnly | LineKind::AnswerWithoutNumbers);
+    (!answers_only && !tools.is_empty()).then(|| {
+        let alternatives: Vec<String> = tools
+            .iter()
+            .enumerate()
+            .map(|(i, tool)| {
+                let args = g.value(&format!("tool{i}-args"), &tool.parameters);
+                format!("{} \" \" {args}", literal(&tool.name))
+            })
+            .collect();
+        g.rule("call", &alternatives.join(" | "))
+    })
+}
+
+/// The root rule, a call or an answer as `kind` allows, then the grammar's text.
+fn finish_line(mut g: Grammar, call: Option<String>, kind: LineKind, answer: &str) -> String {
     let root = match (call, kind) {
         (Some(call), LineKind::CallOnly) => format!("\"CALL \" {call} \"\\n\""),
         (Some(call), _) => format!("(\"CALL \" {call} | {answer}) \"\\n\""),
@@ -328,6 +349,30 @@ fn rule_name(key: &str, index: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typed_answer_line_is_answer_and_a_value_of_the_schema() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "nights": {"type": "integer"},
+                "note": {"type": ["string", "null"]}
+            },
+            "required": ["city", "nights", "note"]
+        });
+        let g = typed_line_grammar(&[], LineKind::AnswerOnly, &schema);
+        assert!(
+            g.starts_with("root ::= \"ANSWER \" answer-value \"\\n\""),
+            "{g}"
+        );
+        assert!(
+            g.contains("answer-value ::= \"{\" ws \"\\\"city\\\"\" ws \":\" ws string"),
+            "{g}"
+        );
+        assert!(g.contains("\"\\\"nights\\\"\" ws \":\" ws integer"), "{g}");
+        assert!(!g.contains("[^\\n]+"), "free text is not an answer: {g}");
+    }
 
     #[test]
     fn an_answer_cannot_repeat_its_result_or_pile_up_numbers() {

@@ -40,12 +40,42 @@ pub struct Turn {
 }
 
 /// The text before the conversation: instructions, tools, the format, the tools' own
-/// examples (see [`ToolExample`](crate::ToolExample)) and a worked example.
-pub fn preamble(instructions: &str, tools: &[ToolSpec]) -> String {
+/// examples (see [`ToolExample`](crate::ToolExample)) and a worked example. With `answer`
+/// (a typed answer's JSON Schema), the answer is one line of JSON with those fields: the
+/// fields and an example of the line are shown (the grammar alone would let a small model
+/// write any value that parses).
+pub fn preamble(instructions: &str, tools: &[ToolSpec], answer: Option<&Value>) -> String {
     let mut s = String::new();
     if !instructions.trim().is_empty() {
         s.push_str(instructions.trim());
         s.push_str("\n\n");
+    }
+    if let Some(schema) = answer {
+        // A worked example whose task states the values the answer holds: a small model
+        // learns to copy from the task, not from the example.
+        let example = example_arguments(schema);
+        let stated: Vec<String> = serde_json::from_str::<Value>(&example)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k} {}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "The answer is one line: ANSWER, then one JSON object with these fields: {}. Take \
+             each value from the task, as the task says it; write null for what the task does \
+             not say.\n\nTASK {}\nANSWER {example}\n\n",
+            describe_arguments(schema),
+            stated.join(", "),
+        ));
+        if tools.is_empty() {
+            return s;
+        }
     }
     if tools.is_empty() {
         s.push_str(
@@ -180,8 +210,8 @@ pub fn instructions(messages: &[Message]) -> String {
 }
 
 /// A whole prompt for a base model: preamble, then the conversation, ready for the next line.
-pub fn base_prompt(messages: &[Message], tools: &[ToolSpec]) -> String {
-    let mut s = preamble(&instructions(messages), tools);
+pub fn base_prompt(messages: &[Message], tools: &[ToolSpec], answer: Option<&Value>) -> String {
+    let mut s = preamble(&instructions(messages), tools, answer);
     for turn in turns(messages) {
         s.push_str(&turn.text);
     }
@@ -429,7 +459,7 @@ mod tests {
 
     #[test]
     fn the_preamble_lists_each_tool_with_its_arguments_and_an_example_call() {
-        let p = preamble("Be brief.", &[calculator(), clock()]);
+        let p = preamble("Be brief.", &[calculator(), clock()], None);
         assert!(p.starts_with("Be brief.\n\nTools:\n"));
         assert!(p.contains(
             "- calculator: Evaluates an arithmetic expression. Use it for every calculation.\n  \
@@ -442,7 +472,7 @@ mod tests {
             "Time in Paris?",
             json!({"action": "now", "time_zone": "Europe/Paris"}),
         )];
-        let q = preamble("", &[calculator(), taught]);
+        let q = preamble("", &[calculator(), taught], None);
         assert!(q.contains("TASK Time in Paris?\nCALL clock {\"action\":\"now\",\"time_zone\":\"Europe/Paris\"}\n\n"), "{q}");
         assert!(!q.contains("example: CALL clock"), "{q}");
         assert!(
@@ -482,7 +512,7 @@ mod tests {
             Message::Assistant(AssistantMessage::text("It is 4.")),
             Message::user("And 3 + 3?"),
         ];
-        let prompt = base_prompt(&messages, &[calculator()]);
+        let prompt = base_prompt(&messages, &[calculator()], None);
         assert!(prompt.starts_with("Be brief.\n\n"));
         assert!(
             prompt.ends_with(

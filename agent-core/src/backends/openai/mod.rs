@@ -452,7 +452,11 @@ impl ChatModel for OpenAiCompatible {
             images: matches!(self.flavor, Flavor::OpenAi | Flavor::OpenRouter),
             structured_output: matches!(
                 self.flavor,
-                Flavor::OpenAi | Flavor::OpenRouter | Flavor::Generic
+                Flavor::OpenAi
+                    | Flavor::OpenRouter
+                    | Flavor::Generic
+                    | Flavor::Mistral
+                    | Flavor::Ollama
             ),
             reasoning: matches!(self.flavor, Flavor::DeepSeek | Flavor::OpenRouter),
             ..Capabilities::default()

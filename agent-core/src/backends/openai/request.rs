@@ -164,7 +164,7 @@ pub(crate) fn build_body_asking_usage(
         max_tokens,
         max_completion_tokens,
         stop: (!request.stop.is_empty() && ours("stop")).then_some(request.stop.as_slice()),
-        response_format: response_format(&request.response_format)
+        response_format: response_format(flavor, &request.response_format)
             .filter(|_| ours("response_format")),
         stream,
         stream_options: include_usage.then(|| json!({"include_usage": true})),
@@ -183,18 +183,33 @@ fn tool_choice(flavor: Flavor, choice: &ToolChoice) -> Value {
     }
 }
 
-fn response_format(format: &ResponseFormat) -> Option<Value> {
+/// `response_format` per flavor: OpenAI (and OpenRouter, which forwards it) get the strict
+/// form of a strict schema; servers that take a schema but not OpenAI's strict subset get
+/// the schema as it is with `strict: false`; DeepSeek, which knows only JSON mode, gets
+/// `json_object` (it has no schema-constrained output, so typed runs on it use tool mode).
+fn response_format(flavor: Flavor, format: &ResponseFormat) -> Option<Value> {
     match format {
         ResponseFormat::Text => None,
         ResponseFormat::JsonObject => Some(json!({"type": "json_object"})),
+        ResponseFormat::JsonSchema { .. } if flavor == Flavor::DeepSeek => {
+            Some(json!({"type": "json_object"}))
+        }
         ResponseFormat::JsonSchema {
             name,
             schema,
             strict,
-        } => Some(json!({
-            "type": "json_schema",
-            "json_schema": {"name": name, "schema": schema, "strict": strict}
-        })),
+        } => {
+            let strict = *strict && matches!(flavor, Flavor::OpenAi | Flavor::OpenRouter);
+            let schema = if strict {
+                strict_schema(schema.clone())
+            } else {
+                schema.clone()
+            };
+            Some(json!({
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema, "strict": strict}
+            }))
+        }
     }
 }
 
