@@ -267,7 +267,8 @@ impl LlmAgent {
                     .unwrap_or_default();
                 let session = self.session(ctx);
                 let log =
-                    RunLog::create(store.clone(), &mut state, &self.name, session, &input).await?;
+                    RunLog::create(store.clone(), &mut state, &self.name, session, &input, ctx)
+                        .await?;
                 let run = Continue {
                     first: Input::Resume,
                     replay: Vec::new(),
@@ -362,9 +363,9 @@ impl LlmAgent {
         let mut state = self.start_as(run_id, input, &history);
         let session = self.session(ctx);
         let log = match &self.store {
-            Some(store) => {
-                Some(RunLog::create(store.clone(), &mut state, &self.name, session, input).await?)
-            }
+            Some(store) => Some(
+                RunLog::create(store.clone(), &mut state, &self.name, session, input, ctx).await?,
+            ),
             None => None,
         };
         let run = Continue {
@@ -421,7 +422,8 @@ impl LlmAgent {
                 self.name
             )));
         };
-        let (stored, lease) = store.claim_run(run_id, &Lease::new_owner()).await?;
+        let owner = ctx.owner.clone().unwrap_or_else(Lease::new_owner);
+        let (stored, lease) = store.claim_run(run_id, &owner).await?;
         let log = RunLog::claimed(
             store.clone(),
             run_id,

@@ -36,10 +36,18 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
+#[cfg(feature = "postgres")]
+mod worker;
 
 pub use agent_core::durable::{
     InterruptedCalls, JournalEntry, Lease, NewRun, OutcomeRecord, RunEnd, RunInfo, RunQuery,
     RunStatus, RunStore, SessionInfo, Step, StoreError, StoreErrorKind, StoredRun,
 };
+#[cfg(feature = "postgres")]
+pub use postgres::{Claimed, Job, POSTGRES_SCHEMA_VERSION, PostgresStore, PostgresStoreBuilder};
 pub use sqlite::{FORMAT_VERSION, SqliteStore};
+#[cfg(feature = "postgres")]
+pub use worker::{RunReport, RunReportStatus, Worker, WorkerBuilder, WorkerSummary};
