@@ -1,6 +1,5 @@
 //! The PostgreSQL store passes the conformance suite: each check on a fresh schema of a
 //! database made for this test (skipped without a server, see `support/pg.rs`).
-#![cfg(feature = "postgres")]
 
 #[path = "support/pg.rs"]
 mod pg;
