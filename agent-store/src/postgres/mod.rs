@@ -193,8 +193,16 @@ impl PostgresStore {
         self.inner.lease
     }
 
+    /// A connection from the pool; one whose server went away (a restart, a dropped
+    /// network) is thrown out, not handed on.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.inner.pool.get().await.map_err(pool_error)
+        loop {
+            let client = self.inner.pool.get().await.map_err(pool_error)?;
+            if !client.is_closed() {
+                return Ok(client);
+            }
+            drop(deadpool_postgres::Object::take(client));
+        }
     }
 
     fn lease_ms(&self) -> i64 {
