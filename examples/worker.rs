@@ -104,7 +104,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let worker = Worker::builder(store)
-        .agent("assistant", Arc::new(agent))
+        .agent(Arc::new(agent))
         .concurrency(8)
         .lease(Duration::from_secs(15))
         .on_report(|r| println!("{} {:?}", r.run_id, r.status))

@@ -30,6 +30,10 @@
 //! # });
 //! ```
 //!
+//! Feature `postgres` adds `PostgresStore` (runs on PostgreSQL, shared by processes on many
+//! machines, with leases that expire and fence late writers), a queue (`Job`,
+//! `PostgresStore::claim_next`) and `Worker`, which claims and drives runs until cancelled.
+//!
 //! The [`RunStore`] trait and its records live in [`agent_core::durable`] (the agent needs
 //! them) and are re-exported here. Feature `conformance` adds `agent_store::conformance`: the contract
 //! every store keeps, for another store's tests to run.

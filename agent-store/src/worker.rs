@@ -46,8 +46,8 @@ pub enum RunReportStatus {
     Fenced,
     /// The worker let go of the run on shutdown; another resumes it.
     Released,
-    /// The run could not be driven here (an unknown agent, a store failure): it stays
-    /// claimable once its lease runs out.
+    /// The run could not be driven here (a store failure, a damaged run): it becomes
+    /// claimable again once its lease runs out.
     Error(String),
 }
 
@@ -76,10 +76,11 @@ impl std::fmt::Debug for WorkerBuilder {
 }
 
 impl WorkerBuilder {
-    /// Drives runs enqueued for `name` with this agent (built with `.store(..)` of the same
-    /// store, so its writes go there).
-    pub fn agent(mut self, name: impl Into<String>, agent: Arc<LlmAgent>) -> Self {
-        self.agents.insert(name.into(), agent);
+    /// Drives the runs of this agent: those enqueued with its name, and those it started
+    /// elsewhere and left behind. Build it with `.store(..)` of the same store (its writes
+    /// go there); a second agent of the same name replaces the first.
+    pub fn agent(mut self, agent: Arc<LlmAgent>) -> Self {
+        self.agents.insert(agent.name().to_owned(), agent);
         self
     }
 
@@ -140,12 +141,13 @@ impl WorkerBuilder {
 /// use agent_store::Worker;
 /// let shutdown = CancellationToken::new();
 /// let worker = Worker::builder(store)
-///     .agent("support", agent)
+///     .agent(agent) // runs of the agent named as this one is
 ///     .concurrency(8)
 ///     .lease(Duration::from_secs(15))
 ///     .on_report(|r| println!("{} {:?}", r.run_id, r.status))
 ///     .build();
-/// worker.run(shutdown).await?; // until shutdown.cancel()
+/// let summary = worker.run(shutdown).await; // until shutdown.cancel(), then drains
+/// println!("{summary:?}");
 /// # Ok(()) }
 /// ```
 pub struct Worker {
@@ -327,10 +329,9 @@ impl Worker {
                     Err(AgentError::Store(e)) if e.kind == StoreErrorKind::Fenced => {
                         RunReportStatus::Fenced
                     }
-                    Err(AgentError::Store(e)) => {
-                        let _ = store.release_owner(&run_id, &lease.owner).await;
-                        RunReportStatus::Error(e.to_string())
-                    }
+                    // Kept until its lease runs out, so a run that cannot be driven is not
+                    // claimed again at once, in a loop.
+                    Err(AgentError::Store(e)) => RunReportStatus::Error(e.to_string()),
                     Err(e) => RunReportStatus::Failed(e.to_string()),
                 }),
                 () = heartbeat => report(RunReportStatus::Fenced),

@@ -248,7 +248,7 @@ async fn an_approval_pause_lets_the_run_go_and_a_posted_decision_lets_any_worker
     let worker = |store: Arc<PostgresStore>, first: bool| {
         let reports = reports.clone();
         Worker::builder(store.clone())
-            .agent("janitor", janitor(store, first))
+            .agent(janitor(store, first))
             .poll_interval(Duration::from_millis(20))
             .on_report(move |r| reports.lock().unwrap().push(r.clone()))
             .build()
@@ -364,7 +364,7 @@ async fn a_draining_worker_lets_go_of_its_runs_for_others_at_once() {
     let reports: Arc<Mutex<Vec<RunReport>>> = Arc::default();
     let seen = reports.clone();
     let worker = Worker::builder(store.clone())
-        .agent("slow", slow)
+        .agent(slow)
         .lease(SECOND * 60)
         .grace(Duration::ZERO)
         .poll_interval(Duration::from_millis(20))

@@ -157,7 +157,7 @@ fn child_worker() {
         let reports = Arc::new(AtomicUsize::new(0));
         let (stop, count) = (shutdown.clone(), reports.clone());
         let worker = Worker::builder(store.clone())
-            .agent("steps", agent(store, ledger, gate, pace))
+            .agent(agent(store, ledger, gate, pace))
             .concurrency(4)
             .lease(lease)
             .poll_interval(Duration::from_millis(50))
@@ -322,15 +322,12 @@ async fn a_worker_paused_past_its_lease_loses_its_run_and_its_late_writes_never_
     // B: a worker in this process takes the run over and finishes it.
     let shutdown = CancellationToken::new();
     let b = Worker::builder(store.clone())
-        .agent(
-            "steps",
-            agent(
-                store.clone(),
-                Ledger::in_file(&ledger),
-                None,
-                Duration::ZERO,
-            ),
-        )
+        .agent(agent(
+            store.clone(),
+            Ledger::in_file(&ledger),
+            None,
+            Duration::ZERO,
+        ))
         .lease(Duration::from_secs(5))
         .poll_interval(Duration::from_millis(20))
         .build();
