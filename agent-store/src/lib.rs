@@ -38,6 +38,7 @@
 //! them) and are re-exported here. Feature `conformance` adds `agent_store::conformance`: the contract
 //! every store keeps, for another store's tests to run.
 
+mod common;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "postgres")]

@@ -19,21 +19,6 @@ use serde_json::json;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-async fn until<F, Fut>(bound: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < bound,
-            "{what} did not happen in {bound:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn create(store: &PostgresStore, run_id: &str, owner: &str) -> Lease {
     let context = [Message::user("task")];
     store
@@ -267,7 +252,7 @@ async fn an_approval_pause_lets_the_run_go_and_a_posted_decision_lets_any_worker
         let shutdown = shutdown.clone();
         async move { first.run(shutdown).await }
     });
-    until(10 * SECOND, "the pause", || async {
+    pg::until(10 * SECOND, "the pause", || async {
         !reports.lock().unwrap().is_empty()
     })
     .await;
@@ -307,7 +292,7 @@ async fn an_approval_pause_lets_the_run_go_and_a_posted_decision_lets_any_worker
         let shutdown = shutdown.clone();
         async move { second.run(shutdown).await }
     });
-    until(10 * SECOND, "the finish", || async {
+    pg::until(10 * SECOND, "the finish", || async {
         reports.lock().unwrap().len() == 2
     })
     .await;
@@ -525,7 +510,7 @@ async fn a_connection_dropped_mid_commit_writes_no_half_step_and_the_pool_reconn
         })
     };
     let stuck = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
-    until(
+    pg::until(
         10 * SECOND,
         "the commit waiting inside its transaction",
         || async { !admin.query(stuck, &[]).await.unwrap().is_empty() },

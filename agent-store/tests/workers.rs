@@ -205,22 +205,6 @@ fn spawn_worker(
     command.spawn().unwrap()
 }
 
-/// Polls `check` every 20 ms until it holds; panics with `what` after `bound`.
-async fn until<F, Fut>(bound: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < bound,
-            "{what} did not happen in {bound:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn sql_i64(db: &pg::TestDb, schema: &str, query: &str) -> i64 {
     let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
@@ -299,7 +283,7 @@ async fn a_worker_paused_past_its_lease_loses_its_run_and_its_late_writes_never_
         ],
     );
     let ledger = dirs.path("ledger");
-    until(
+    pg::until(
         Duration::from_secs(30),
         "worker A's first effect",
         || async { !act_keys(&ledger).is_empty() },
@@ -308,7 +292,7 @@ async fn a_worker_paused_past_its_lease_loses_its_run_and_its_late_writes_never_
     let a_pid = Pid::from_raw(i32::try_from(a.id()).unwrap());
     kill(a_pid, Signal::SIGSTOP).unwrap();
     std::fs::write(&gate, "open").unwrap();
-    until(Duration::from_secs(10), "A's lease running out", || async {
+    pg::until(Duration::from_secs(10), "A's lease running out", || async {
         sql_i64(
             &db,
             schema,
@@ -335,7 +319,7 @@ async fn a_worker_paused_past_its_lease_loses_its_run_and_its_late_writes_never_
         let shutdown = shutdown.clone();
         async move { b.run(shutdown).await }
     });
-    until(Duration::from_secs(30), "B finishing the run", || async {
+    pg::until(Duration::from_secs(30), "B finishing the run", || async {
         store.load_run("run_fence").await.unwrap().info.status == RunStatus::Finished
     })
     .await;
@@ -448,7 +432,7 @@ async fn workers_killed_at_random_lose_no_step_and_repeat_no_side_effect() {
                 "SELECT COUNT(*) FROM runs WHERE owner LIKE 'pid:{pid}:%' AND status = 'running'"
             );
             if sql_i64(&db, schema, &held).await > 0 {
-                until(
+                pg::until(
                     Duration::from_secs(30),
                     "the takeover of a killed worker's runs",
                     || {

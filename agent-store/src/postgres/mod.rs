@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{corrupt, i64_of, memory_error, process_alive, to_json, usize_of};
 use agent_core::durable::{
     JournalEntry, Lease, NewRun, RunEnd, RunInfo, RunQuery, RunStatus, RunStore, SessionInfo, Step,
     StoreError, StoreErrorKind, StoredRun,
@@ -239,16 +240,6 @@ fn host_id() -> Option<String> {
         .filter(|id| !id.is_empty())
 }
 
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    !matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
-}
-
 pub(crate) fn valid_schema_name(schema: &str) -> Result<(), StoreError> {
     let mut chars = schema.chars();
     let ok = chars
@@ -327,32 +318,8 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| {
-        StoreError::new(
-            StoreErrorKind::Invalid,
-            format!("{what} cannot be serialised: {e}"),
-        )
-    })
-}
-
-fn corrupt(run_id: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Corrupt,
-        format!("run `{run_id}` in the store is damaged: {what} cannot be read ({e})"),
-    )
-}
-
-fn i64_of(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 fn i64_of_u64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn usize_of(n: i64) -> usize {
-    usize::try_from(n).unwrap_or(0)
 }
 
 /// The columns of a run, as read for listing, loading and claiming.
@@ -384,6 +351,24 @@ fn run_info(row: &Row) -> Result<RunInfo, StoreError> {
         end,
         run_id,
     })
+}
+
+/// A run's row (`lock`: `" FOR UPDATE"` to hold it until the transaction ends, or `""`).
+async fn find_run(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run_id: &str,
+    lock: &str,
+) -> Result<Row, StoreError> {
+    let statement = tx
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1 AND kind <> 'memory'{lock}"
+        ))
+        .await
+        .map_err(db)?;
+    tx.query_opt(&statement, &[&run_id])
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::not_found(run_id))
 }
 
 /// The run with its messages and the journal written after its last step.
@@ -647,17 +632,7 @@ impl RunStore for PostgresStore {
     async fn claim_run(&self, run_id: &str, owner: &str) -> Result<(StoredRun, Lease), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
-        let statement = tx
-            .prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1 AND kind <> 'memory' FOR UPDATE"
-            ))
-            .await
-            .map_err(db)?;
-        let row = tx
-            .query_opt(&statement, &[&run_id])
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StoreError::not_found(run_id))?;
+        let row = find_run(&tx, run_id, " FOR UPDATE").await?;
         let info = run_info(&row)?;
         if info.status.is_final() {
             return Err(StoreError::new(
@@ -833,17 +808,7 @@ impl RunStore for PostgresStore {
             .start()
             .await
             .map_err(db)?;
-        let statement = tx
-            .prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1 AND kind <> 'memory'"
-            ))
-            .await
-            .map_err(db)?;
-        let row = tx
-            .query_opt(&statement, &[&run_id])
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StoreError::not_found(run_id))?;
+        let row = find_run(&tx, run_id, "").await?;
         let stored = load_full(&tx, &row).await?;
         tx.commit().await.map_err(db)?;
         Ok(stored)
@@ -925,13 +890,6 @@ impl RunStore for PostgresStore {
             runs: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
             messages: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
         })
-    }
-}
-
-fn memory_error(e: StoreError) -> MemoryError {
-    MemoryError {
-        message: e.message.clone(),
-        source: Some(Box::new(e)),
     }
 }
 

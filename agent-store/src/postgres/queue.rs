@@ -12,7 +12,8 @@ use std::time::Duration;
 use agent_core::Approval;
 use agent_core::durable::{Lease, StoreError, StoreErrorKind};
 
-use super::{NOW_MS, PostgresStore, db, fenced, millis, to_json};
+use super::{NOW_MS, PostgresStore, db, fenced, millis};
+use crate::common::{corrupt, to_json};
 
 /// A run to enqueue: the agent (by name) that drives it, its input, its session and
 /// priority.
@@ -163,7 +164,7 @@ impl PostgresStore {
         let approvals = match row.get::<_, Option<String>>("approvals") {
             Some(text) => Some(
                 serde_json::from_str(&text)
-                    .map_err(|e| super::corrupt(&run_id, "its posted decisions", e))?,
+                    .map_err(|e| corrupt(&run_id, "its posted decisions", e))?,
             ),
             None => None,
         };

@@ -122,3 +122,19 @@ impl TestDb {
         }
     }
 }
+
+/// Polls `check` every 20 ms until it holds; panics with `what` after `bound`.
+pub async fn until<F, Fut>(bound: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < bound,
+            "{what} did not happen in {bound:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
