@@ -2,8 +2,8 @@
 //! conversions that saturate instead of failing, and whether a process of this machine is
 //! alive. No I/O on a database of its own.
 
-use agent_core::MemoryError;
 use agent_core::durable::{StoreError, StoreErrorKind};
+use agent_core::{MemoryError, Message, check_history};
 
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
     value: &T,
@@ -48,4 +48,13 @@ pub(crate) fn process_alive(pid: u32) -> bool {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
         Err(nix::errno::Errno::ESRCH)
     )
+}
+
+/// Refuses messages that would break a session's history (a call without its result).
+pub(crate) fn joinable(session: &str, messages: &[Message]) -> Result<(), MemoryError> {
+    check_history(messages).map_err(|e| {
+        MemoryError::new(format!(
+            "these messages cannot join session `{session}`: {e}"
+        ))
+    })
 }

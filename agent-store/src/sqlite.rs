@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::common::{corrupt, i64_of, memory_error, process_alive, to_json, usize_of};
+use crate::common::{corrupt, i64_of, joinable, memory_error, process_alive, to_json, usize_of};
 use agent_core::durable::{
     JournalEntry, Lease, NewRun, RunEnd, RunInfo, RunQuery, RunStatus, RunStore, SessionInfo, Step,
     StoreError, StoreErrorKind, StoredRun,
 };
-use agent_core::{Memory, MemoryError, Message, async_trait, check_history};
+use agent_core::{Memory, MemoryError, Message, async_trait};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 /// The format this build writes. A file of a newer format is refused, never misread.
@@ -822,11 +822,7 @@ impl Memory for SqliteStore {
         if messages.is_empty() {
             return Ok(());
         }
-        check_history(messages).map_err(|e| {
-            MemoryError::new(format!(
-                "these messages cannot join session `{session}`: {e}"
-            ))
-        })?;
+        joinable(session, messages)?;
         let session = session.to_owned();
         let bodies = messages
             .iter()

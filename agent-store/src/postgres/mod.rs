@@ -20,12 +20,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{corrupt, i64_of, memory_error, process_alive, to_json, usize_of};
+use crate::common::{corrupt, i64_of, joinable, memory_error, process_alive, to_json, usize_of};
 use agent_core::durable::{
     JournalEntry, Lease, NewRun, RunEnd, RunInfo, RunQuery, RunStatus, RunStore, SessionInfo, Step,
     StoreError, StoreErrorKind, StoredRun,
 };
-use agent_core::{Memory, MemoryError, Message, async_trait, check_history};
+use agent_core::{Memory, MemoryError, Message, async_trait};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
@@ -978,11 +978,7 @@ impl Memory for PostgresStore {
         if messages.is_empty() {
             return Ok(());
         }
-        check_history(messages).map_err(|e| {
-            MemoryError::new(format!(
-                "these messages cannot join session `{session}`: {e}"
-            ))
-        })?;
+        joinable(session, messages)?;
         let bodies = bodies(messages).map_err(memory_error)?;
         self.append_session(session, bodies)
             .await
