@@ -269,7 +269,8 @@ impl LlmAgent {
                     .unwrap_or_default();
                 let session = self.session(ctx);
                 let log =
-                    RunLog::create(store.clone(), &mut state, &self.name, session, &input).await?;
+                    RunLog::create(store.clone(), &mut state, &self.name, session, &input, ctx)
+                        .await?;
                 let run = Continue {
                     first: Input::Resume,
                     replay: Vec::new(),
@@ -372,9 +373,9 @@ impl LlmAgent {
         }
         let session = self.session(ctx);
         let log = match &self.store {
-            Some(store) => {
-                Some(RunLog::create(store.clone(), &mut state, &self.name, session, input).await?)
-            }
+            Some(store) => Some(
+                RunLog::create(store.clone(), &mut state, &self.name, session, input, ctx).await?,
+            ),
             None => None,
         };
         let run = Continue {
@@ -446,7 +447,8 @@ impl LlmAgent {
                 self.name
             )));
         };
-        let (stored, lease) = store.claim_run(run_id, &Lease::new_owner()).await?;
+        let owner = ctx.owner.clone().unwrap_or_else(Lease::new_owner);
+        let (stored, lease) = store.claim_run(run_id, &owner).await?;
         let log = RunLog::claimed(
             store.clone(),
             run_id,

@@ -30,16 +30,29 @@
 //! # });
 //! ```
 //!
+//! Feature `postgres` adds `PostgresStore` (runs on PostgreSQL, shared by processes on many
+//! machines, with leases that expire and fence late writers), a queue (`Job`,
+//! `PostgresStore::claim_next`) and `Worker`, which claims and drives runs until cancelled.
+//!
 //! The [`RunStore`] trait and its records live in [`agent_core::durable`] (the agent needs
 //! them) and are re-exported here. Feature `conformance` adds `agent_store::conformance`: the contract
 //! every store keeps, for another store's tests to run.
 
+mod common;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
+#[cfg(feature = "postgres")]
+mod worker;
 
 pub use agent_core::durable::{
     InterruptedCalls, JournalEntry, Lease, NewRun, OutcomeRecord, RunEnd, RunInfo, RunQuery,
     RunStatus, RunStore, SessionInfo, Step, StoreError, StoreErrorKind, StoredRun,
 };
+#[cfg(feature = "postgres")]
+pub use postgres::{Claimed, Job, POSTGRES_SCHEMA_VERSION, PostgresStore, PostgresStoreBuilder};
 pub use sqlite::{FORMAT_VERSION, SqliteStore};
+#[cfg(feature = "postgres")]
+pub use worker::{RunReport, RunReportStatus, Worker, WorkerBuilder, WorkerSummary};

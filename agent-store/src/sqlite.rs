@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::common::{corrupt, i64_of, joinable, memory_error, process_alive, to_json, usize_of};
 use agent_core::durable::{
     JournalEntry, Lease, NewRun, RunEnd, RunInfo, RunQuery, RunStatus, RunStore, SessionInfo, Step,
     StoreError, StoreErrorKind, StoredRun,
 };
-use agent_core::{Memory, MemoryError, Message, async_trait, check_history};
+use agent_core::{Memory, MemoryError, Message, async_trait};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 /// The format this build writes. A file of a newer format is refused, never misread.
@@ -217,43 +218,11 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| {
-        StoreError::new(
-            StoreErrorKind::Invalid,
-            format!("{what} cannot be serialised: {e}"),
-        )
-    })
-}
-
-fn corrupt(run_id: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Corrupt,
-        format!("run `{run_id}` in the store is damaged: {what} cannot be read ({e})"),
-    )
-}
-
-fn i64_of(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn usize_of(n: i64) -> usize {
-    usize::try_from(n).unwrap_or(0)
-}
-
 /// Whether the owner of a lease may still be driving its run: a process on this machine
 /// that is alive (an owner name without a process id counts as alive until its lease ends).
 fn owner_alive(owner: &str, lease_until_ms: Option<i64>) -> bool {
     match Lease::owner_pid(owner) {
-        Some(pid) => {
-            let Ok(pid) = i32::try_from(pid) else {
-                return false;
-            };
-            !matches!(
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-                Err(nix::errno::Errno::ESRCH)
-            )
-        }
+        Some(pid) => process_alive(pid),
         None => lease_until_ms.is_some_and(|until| until > now_ms()),
     }
 }
@@ -816,13 +785,6 @@ impl RunStore for SqliteStore {
     }
 }
 
-fn memory_error(e: StoreError) -> MemoryError {
-    MemoryError {
-        message: e.message.clone(),
-        source: Some(Box::new(e)),
-    }
-}
-
 #[async_trait]
 impl Memory for SqliteStore {
     async fn load(&self, session: &str) -> Result<Vec<Message>, MemoryError> {
@@ -860,11 +822,7 @@ impl Memory for SqliteStore {
         if messages.is_empty() {
             return Ok(());
         }
-        check_history(messages).map_err(|e| {
-            MemoryError::new(format!(
-                "these messages cannot join session `{session}`: {e}"
-            ))
-        })?;
+        joinable(session, messages)?;
         let session = session.to_owned();
         let bodies = messages
             .iter()

@@ -56,9 +56,10 @@ impl RunLog {
         agent: &str,
         session: Option<&str>,
         input: &str,
+        ctx: &crate::RunContext,
     ) -> Result<RunLog, StoreError> {
         let control = control_of(state)?;
-        let owner = Lease::new_owner();
+        let owner = ctx.owner.clone().unwrap_or_else(Lease::new_owner);
         let lease = store
             .create_run(NewRun {
                 run_id: state.run_id(),

@@ -181,6 +181,10 @@ pub struct RunContext {
     /// The id of the run to start (default: a fresh one). With a store, a second run with
     /// the same id is refused, so a job submitted twice runs once.
     pub run_id: Option<String>,
+    /// The name this run's driver holds the run's lease under in a store (default: a fresh
+    /// [`Lease::new_owner`](crate::durable::Lease::new_owner)). A worker that claimed the run
+    /// from a queue passes the owner it claimed it as, so the run goes on under that claim.
+    pub owner: Option<String>,
 }
 
 impl RunContext {
@@ -209,6 +213,14 @@ impl RunContext {
     #[must_use]
     pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
         self.run_id = Some(run_id.into());
+        self
+    }
+
+    /// Drives the run (creates or claims it in the store) as this lease owner: see
+    /// [`owner`](Self::owner).
+    #[must_use]
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
         self
     }
 

@@ -56,7 +56,8 @@ impl Ledger {
         }
     }
 
-    fn record(&self, line: String) {
+    /// Appends a line (one effect).
+    pub fn record(&self, line: String) {
         match &self.file {
             Some(path) => {
                 let mut file = std::fs::OpenOptions::new()
