@@ -308,7 +308,7 @@ async fn another_providers_reasoning_is_dropped_and_odd_call_ids_are_mapped() {
 }
 
 #[tokio::test]
-async fn the_budget_prices_the_model_that_answered() {
+async fn the_result_names_and_the_budget_prices_the_model_that_answered() {
     let a =
         Arc::new(ScriptedModel::named("cheap").then_error(err(ModelErrorKind::RateLimited, 429)));
     let b = Arc::new(ScriptedModel::named("pricey").then_reply(|_| {
@@ -333,6 +333,11 @@ async fn the_budget_prices_the_model_that_answered() {
         .await
         .unwrap();
     assert_eq!(result.text, "expensive words");
+    assert_eq!(
+        result.turn_models,
+        ["pricey"],
+        "the result says who answered"
+    );
     assert!(
         (tracker.spent().cost_usd - 5.0).abs() < 1e-9,
         "{:?}",

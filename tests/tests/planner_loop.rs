@@ -543,7 +543,9 @@ async fn a_run_serialised_mid_way_resumes_to_the_same_result() {
     let Action::CallModel(request) = state.step(&tools, Input::Resume) else {
         panic!()
     };
-    let response = model.chat(&request).await.unwrap();
+    let mut response = model.chat(&request).await.unwrap();
+    // As the driver does: the answer names its model.
+    response.model = Some(model.model().to_owned());
     let Action::RunTools { run: pending, .. } = state.step(&tools, Input::ModelResponse(response))
     else {
         panic!()

@@ -257,6 +257,10 @@ impl ModelIo<'_> {
             Some(Ok(mut response)) => {
                 // Usage the provider did not report is estimated, never zero.
                 response.fill_missing_usage(request);
+                // Every answer names its model (a fallback's already does).
+                if response.model.is_none() {
+                    response.model = Some(self.model.model().to_owned());
+                }
                 response
             }
         };

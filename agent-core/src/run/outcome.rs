@@ -44,6 +44,12 @@ pub struct RunResult {
     pub usage: Usage,
     /// Tokens used by each model call, in order.
     pub turn_usage: Vec<Usage>,
+    /// The model that answered each model call, in order (beside `turn_usage`): with a
+    /// [`FallbackModel`](crate::resilience::FallbackModel), the one that took the call.
+    /// Empty for an answer that named no model (one fed to a [`RunState`](crate::RunState)
+    /// directly; the driver names every answer).
+    #[serde(default)]
+    pub turn_models: Vec<String>,
     /// How many model calls were made.
     pub turns: u32,
     /// Why the run ended.

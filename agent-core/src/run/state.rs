@@ -313,6 +313,9 @@ pub struct RunState {
     turns: u32,
     usage: Usage,
     turn_usage: Vec<Usage>,
+    /// The model that answered each model call, in order.
+    #[serde(default)]
+    turn_models: Vec<String>,
     /// Consecutive failures per tool name.
     failures: BTreeMap<String, u32>,
     /// Fingerprint of the last tool call (tool, arguments, result) and how many times in a
@@ -338,6 +341,8 @@ struct SavedState {
     turns: u32,
     usage: Usage,
     turn_usage: Vec<Usage>,
+    #[serde(default)]
+    turn_models: Vec<String>,
     failures: BTreeMap<String, u32>,
     #[serde(default)]
     last_call: RepeatTracker,
@@ -358,6 +363,7 @@ impl From<SavedState> for RunState {
             turns,
             usage,
             turn_usage,
+            turn_models,
             failures,
             last_call,
             phase,
@@ -373,6 +379,7 @@ impl From<SavedState> for RunState {
             turns,
             usage,
             turn_usage,
+            turn_models,
             failures,
             last_call,
             phase,
@@ -406,6 +413,7 @@ impl RunState {
             turns: 0,
             usage: Usage::default(),
             turn_usage: Vec::new(),
+            turn_models: Vec::new(),
             failures: BTreeMap::new(),
             last_call: RepeatTracker::default(),
             phase: Phase::CallModel,
@@ -785,6 +793,8 @@ impl RunState {
         self.turns += 1;
         self.usage += response.usage;
         self.turn_usage.push(response.usage);
+        self.turn_models
+            .push(response.model.clone().unwrap_or_default());
         let mut message = response.message;
         let stop_reason = if budget {
             StopReason::BudgetExhausted
@@ -1075,6 +1085,7 @@ impl RunState {
         all.push(Message::user(feedback));
         self.messages = Arc::new(all);
         self.turn_usage = result.turn_usage;
+        self.turn_models = result.turn_models;
         self.phase = Phase::CallModel;
     }
 
@@ -1087,6 +1098,7 @@ impl RunState {
             new_messages: self.new_messages().to_vec(),
             usage: self.usage,
             turn_usage: self.turn_usage.clone(),
+            turn_models: self.turn_models.clone(),
             turns: self.turns,
             stop_reason: StopReason::AwaitingApproval,
             output: None,
@@ -1113,6 +1125,7 @@ impl RunState {
             new_messages: self.take_new_messages(),
             usage: self.usage,
             turn_usage: std::mem::take(&mut self.turn_usage),
+            turn_models: std::mem::take(&mut self.turn_models),
             turns: self.turns,
             stop_reason,
             output: None,
