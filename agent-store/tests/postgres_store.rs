@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use agent_core::durable::{JournalEntry, Lease, NewRun, RunStatus, RunStore, Step, StoreErrorKind};
 use agent_core::testing::ScriptedModel;
-use agent_core::{Approval, CancellationToken, LlmAgent, Message, ToolMeta, tool_fn};
+use agent_core::{Approval, CancellationToken, LlmAgent, Message, tool_fn};
 use agent_store::{Job, PostgresStore, RunReport, RunReportStatus, Worker};
 use serde_json::json;
 
@@ -206,21 +206,7 @@ fn janitor(store: Arc<PostgresStore>, first: bool) -> Arc<LlmAgent> {
     } else {
         ScriptedModel::new().then_text("Deleted.")
     };
-    Arc::new(
-        LlmAgent::builder(Arc::new(model))
-            .name("janitor")
-            .store(store)
-            .tool(
-                tool_fn(
-                    "delete",
-                    "Deletes a file.",
-                    |_: serde_json::Value, _| async move { Ok("deleted") },
-                )
-                .with_meta(ToolMeta::side_effecting().with_approval()),
-            )
-            .build()
-            .unwrap(),
-    )
+    Arc::new(agent_store::conformance::fixtures::janitor(store, model))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use agent_core::durable::{InterruptedCalls, RunQuery, RunStatus, RunStore, StoreErrorKind};
 use agent_core::testing::ScriptedModel;
-use agent_core::{
-    AgentError, Approval, LlmAgent, Message, RunContext, StopReason, ToolMeta, tool_fn,
-};
+use agent_core::{AgentError, Approval, LlmAgent, Message, RunContext, StopReason};
 use agent_store::SqliteStore;
 use agent_store::conformance::fixtures::{self, FailingStore, Ledger};
 use serde_json::json;
@@ -26,21 +24,9 @@ fn store_error(error: AgentError) -> agent_core::durable::StoreError {
     }
 }
 
-/// The agent of the approval tests: `delete` needs a human's approval before each call.
+/// The agent of the approval tests, on this store.
 fn janitor(store: Arc<SqliteStore>, model: ScriptedModel) -> LlmAgent {
-    LlmAgent::builder(Arc::new(model))
-        .name("janitor")
-        .store(store)
-        .tool(
-            tool_fn(
-                "delete",
-                "Deletes a file.",
-                |_: serde_json::Value, _| async move { Ok("deleted") },
-            )
-            .with_meta(ToolMeta::side_effecting().with_approval()),
-        )
-        .build()
-        .unwrap()
+    fixtures::janitor(store, model)
 }
 
 /// A run that crashed after its email's intent (the store stopped after that write).

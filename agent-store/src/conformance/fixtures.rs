@@ -179,6 +179,24 @@ pub fn agent(store: Arc<dyn RunStore>, ledger: &Ledger, interrupted: Interrupted
         .expect("the errand agent")
 }
 
+/// The approval tests' agent, `janitor`: its `delete` tool needs a human's approval before
+/// each call; `model` plays its turns.
+pub fn janitor(store: Arc<dyn RunStore>, model: agent_core::testing::ScriptedModel) -> LlmAgent {
+    LlmAgent::builder(Arc::new(model))
+        .name("janitor")
+        .store(store)
+        .tool(
+            tool_fn(
+                "delete",
+                "Deletes a file.",
+                |_: serde_json::Value, _| async move { Ok("deleted") },
+            )
+            .with_meta(agent_core::ToolMeta::side_effecting().with_approval()),
+        )
+        .build()
+        .expect("the janitor agent")
+}
+
 /// The errand's model: its answer depends only on how many assistant turns follow the last
 /// user message of the request, so every process gives the same answers.
 #[derive(Debug)]
