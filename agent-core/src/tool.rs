@@ -623,6 +623,15 @@ impl ToolSet {
                 json_kind(&args)
             )));
         }
+        // A run's saved state holds the checked arguments a few levels down, and JSON
+        // readers stop at 128 levels: arguments nested deeper could be run but never resumed.
+        if nesting(&args) > MAX_ARGUMENT_NESTING {
+            return Err(ToolError::invalid_arguments(format!(
+                "The arguments for `{}` nest deeper than {MAX_ARGUMENT_NESTING} levels. Send a \
+                 flatter JSON object.",
+                call.name
+            )));
+        }
         if let Err(problems) = self.entries[i].validator.validate(&args) {
             return Err(ToolError::invalid_arguments(format!(
                 "The arguments for `{}` do not match its parameters:\n- {}",
@@ -743,6 +752,26 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "non-string panic payload".to_owned()
     }
+}
+
+/// How deep checked arguments may nest (objects and arrays), so that every state that
+/// holds them can be saved and read back.
+const MAX_ARGUMENT_NESTING: usize = 64;
+
+/// The deepest nesting of objects and arrays in `value` (a scalar is 0), without recursion.
+fn nesting(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(map) => Box::new(map.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
 }
 
 fn json_kind(v: &Value) -> &'static str {
