@@ -484,8 +484,7 @@ impl LlmAgent {
             }
         };
         let tools = self.tools();
-        let replay = catch_up(&state, stored.journal, &tools, self.interrupted);
-        let mut replay = replay;
+        let mut replay = catch_up(&state, stored.journal, &tools, self.interrupted);
         if let Some(decisions) = decisions {
             let entry = JournalEntry::Approvals {
                 decisions: decisions.clone(),

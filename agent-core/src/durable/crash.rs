@@ -26,7 +26,8 @@ pub fn crash_point(point: &str) {
             Some((name, n)) => (name.to_owned(), n.parse().ok()?),
             None => (spec, 1),
         };
-        Some((name, n))
+        // An empty name would match the no-op points.
+        (!name.is_empty()).then_some((name, n))
     });
     if let Some((name, n)) = target
         && name == point

@@ -143,22 +143,18 @@ impl RunLog {
             },
             _ => return Ok(()),
         };
-        let point = match entry {
-            JournalEntry::ModelResponse { .. } => Some("model_response"),
-            JournalEntry::ToolOutcome { .. } => Some("tool_outcome"),
-            _ => None,
+        let (before, after) = match entry {
+            JournalEntry::ModelResponse { .. } => {
+                ("model_response_arrived", "model_response_journalled")
+            }
+            JournalEntry::ToolOutcome { .. } => ("", "tool_outcome"),
+            _ => ("", ""),
         };
-        if point == Some("model_response") {
-            super::crash_point("model_response_arrived");
-        }
+        super::crash_point(before);
         self.store
             .journal(&self.run_id, &self.lease, &entry)
             .await?;
-        match point {
-            Some("model_response") => super::crash_point("model_response_journalled"),
-            Some(_) => super::crash_point("tool_outcome"),
-            None => {}
-        }
+        super::crash_point(after);
         Ok(())
     }
 

@@ -576,21 +576,36 @@ impl<'a> ToolRunner<'a> {
     }
 
     async fn run_one(self, invocation: ToolInvocation) -> ToolOutcome {
-        let ToolInvocation {
-            mut call_id,
-            mut name,
-            mut args,
-        } = invocation;
+        let not_run = |invocation: ToolInvocation, kind, why: String| ToolOutcome {
+            call_id: invocation.call_id,
+            result: Err(ToolError::new(kind, why)),
+            duration: Duration::ZERO,
+        };
         if self.cancel.is_cancelled() {
-            return ToolOutcome {
-                call_id,
-                result: Err(ToolError::new(
-                    ToolErrorKind::Cancelled,
-                    format!("`{name}` was not run because the run was cancelled."),
-                )),
-                duration: Duration::ZERO,
-            };
+            let why = format!(
+                "`{}` was not run because the run was cancelled.",
+                invocation.name
+            );
+            return not_run(invocation, ToolErrorKind::Cancelled, why);
         }
+        if let Some(log) = self.journal
+            && self
+                .tools
+                .meta(&invocation.name)
+                .is_some_and(|m| m.side_effect != SideEffect::ReadOnly)
+            && let Err(error) = log.record_intent(self.turn, &invocation).await
+        {
+            let why = format!(
+                "`{}` was not run: the run's journal could not be written ({error}).",
+                invocation.name
+            );
+            return not_run(invocation, ToolErrorKind::Unavailable, why);
+        }
+        let ToolInvocation {
+            call_id,
+            name,
+            args,
+        } = invocation;
         let span = tracing::info_span!(
             "execute_tool",
             gen_ai.operation.name = "execute_tool",
@@ -598,32 +613,6 @@ impl<'a> ToolRunner<'a> {
             gen_ai.tool.call.id = %call_id,
             error.type = field::Empty,
         );
-        if let Some(log) = self.journal
-            && self
-                .tools
-                .meta(&name)
-                .is_some_and(|m| m.side_effect != SideEffect::ReadOnly)
-        {
-            let invocation = ToolInvocation {
-                call_id,
-                name,
-                args,
-            };
-            if let Err(error) = log.record_intent(self.turn, &invocation).await {
-                return ToolOutcome {
-                    call_id: invocation.call_id,
-                    result: Err(ToolError::new(
-                        ToolErrorKind::Unavailable,
-                        format!(
-                            "`{}` was not run: the run's journal could not be written ({error}).",
-                            invocation.name
-                        ),
-                    )),
-                    duration: Duration::ZERO,
-                };
-            }
-            (call_id, name, args) = (invocation.call_id, invocation.name, invocation.args);
-        }
         let ctx = ToolContext {
             run_id: self.run_id.clone(),
             agent: self.agent.clone(),
