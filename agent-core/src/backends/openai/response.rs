@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::backends::http::{ErrorBody, kind_for_status};
+use crate::backends::protocol::StreamAssembler;
 use crate::error::{ModelError, ModelErrorKind};
 use crate::message::{AssistantMessage, Reasoning, ToolCall, Usage};
 use crate::model::{ChatResponse, FinishReason, StreamEvent};
@@ -118,6 +119,10 @@ pub(crate) struct Source<'a> {
 }
 
 impl Source<'_> {
+    fn interrupted(&self, message: &str) -> ModelError {
+        self.error(ModelErrorKind::StreamInterrupted, message)
+    }
+
     fn error(&self, kind: ModelErrorKind, message: impl Into<String>) -> ModelError {
         ModelError::new(kind, message).with_provider(self.provider, self.model)
     }
@@ -263,11 +268,6 @@ impl ChunkAssembler {
     /// Whether the server said why it finished.
     pub(crate) fn has_finished(&self) -> bool {
         self.finish_reason.is_some()
-    }
-
-    /// Whether the server reported usage.
-    pub(crate) fn has_usage(&self) -> bool {
-        self.usage.is_some()
     }
 
     /// Takes one `data:` payload (not `[DONE]`) and returns the events it produced.
@@ -487,6 +487,60 @@ impl ChunkAssembler {
             usage: self.usage.unwrap_or_default(),
             model: None,
         })
+    }
+}
+
+/// One streamed Chat Completions answer: chunks until `data: [DONE]`.
+#[derive(Debug)]
+pub struct OpenAiStream {
+    assembler: ChunkAssembler,
+    provider: String,
+    model: String,
+    saw_done: bool,
+}
+
+impl OpenAiStream {
+    pub(crate) fn new(provider: &str, model: &str) -> Self {
+        OpenAiStream {
+            assembler: ChunkAssembler::new(provider),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            saw_done: false,
+        }
+    }
+}
+
+impl StreamAssembler for OpenAiStream {
+    fn push(&mut self, data: &str) -> Result<Vec<StreamEvent>, ModelError> {
+        if data == "[DONE]" {
+            self.saw_done = true;
+            return Ok(Vec::new());
+        }
+        let source = Source {
+            provider: &self.provider,
+            model: &self.model,
+        };
+        self.assembler.push(data, source)
+    }
+
+    fn is_done(&self) -> bool {
+        self.saw_done
+    }
+
+    fn finish(self, _leftover: Option<String>) -> Result<ChatResponse, ModelError> {
+        let source = Source {
+            provider: &self.provider,
+            model: &self.model,
+        };
+        // Without `[DONE]`, a stream is complete only if the server said why it finished;
+        // otherwise it was cut short.
+        if self.saw_done || self.assembler.has_finished() {
+            self.assembler.into_response(source)
+        } else {
+            Err(source.interrupted(
+                "the stream ended before the answer was complete (no finish_reason, no [DONE])",
+            ))
+        }
     }
 }
 

@@ -1,0 +1,197 @@
+//! Anthropic Messages (`anthropic:MODEL`).
+//!
+//! Its quirks live here and nowhere else: the system prompt at the top level; `max_tokens`
+//! required (a configurable default); tool results as `tool_result` blocks placed first in
+//! the next user message, consecutive results (and a following user text) merged into one
+//! user turn; tool-call arguments sent back as objects; thinking blocks and their signatures
+//! replayed exactly as received; usage normalised (input = `input_tokens` + cache reads +
+//! cache writes); stream usage counts are running totals, not increments.
+
+mod request;
+mod response;
+
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var};
+use super::protocol::{Endpoints, HttpModel, WireProtocol, serialise_error};
+use crate::error::{ModelError, ModelErrorKind};
+use crate::model::{Capabilities, ChatRequest, ChatResponse};
+
+/// The API version header every request carries.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// `max_tokens` when the request does not set `max_output_tokens` (Anthropic requires one).
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// An Anthropic model.
+///
+/// ```
+/// use agent_core::backends::anthropic::Anthropic;
+/// let model = Anthropic::new("claude-sonnet-4-5", "sk-ant-...", None).unwrap();
+/// ```
+pub type Anthropic = HttpModel<Messages>;
+
+/// The Messages wire protocol.
+#[derive(Clone, Debug)]
+pub struct Messages {
+    model: String,
+    default_max_tokens: u32,
+}
+
+impl Anthropic {
+    /// A model configured in code.
+    pub fn new(model: &str, api_key: &str, base_url: Option<&str>) -> Result<Self, ModelError> {
+        Self::with_config(model, ApiKey::new(api_key), base_url, HttpConfig::default())
+    }
+
+    /// A model with its own timeouts and retries.
+    pub fn with_config(
+        model: &str,
+        api_key: ApiKey,
+        base_url: Option<&str>,
+        http: HttpConfig,
+    ) -> Result<Self, ModelError> {
+        let base = check_base_url(
+            base_url.unwrap_or("https://api.anthropic.com"),
+            "anthropic",
+            model,
+        )?;
+        // The SDK's base URL has no version; accept one with `/v1` too.
+        let url = if base.ends_with("/v1") {
+            format!("{base}/messages")
+        } else {
+            format!("{base}/v1/messages")
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("x-api-key"),
+            api_key.header_value("")?,
+        );
+        headers.insert(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
+        let target = Target {
+            url,
+            headers,
+            provider: "anthropic".into(),
+            model: model.to_owned(),
+            refine_error: None,
+        };
+        let protocol = Messages {
+            model: model.to_owned(),
+            default_max_tokens: DEFAULT_MAX_TOKENS,
+        };
+        Ok(HttpModel::from_protocol(
+            protocol,
+            Endpoints::same(target),
+            HttpClient::new(http)?,
+        ))
+    }
+
+    /// From `ANTHROPIC_API_KEY` (required) and `ANTHROPIC_BASE_URL` (optional).
+    pub fn from_lookup(
+        model: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ModelError> {
+        let get = |name: &str| env_var(lookup, name);
+        let key = get("ANTHROPIC_API_KEY").ok_or_else(|| {
+            ModelError::new(
+                ModelErrorKind::Configuration,
+                "ANTHROPIC_API_KEY is not set; export your Anthropic API key as ANTHROPIC_API_KEY",
+            )
+            .with_provider("anthropic", model)
+        })?;
+        Self::with_config(
+            model,
+            ApiKey::new(key),
+            get("ANTHROPIC_BASE_URL").as_deref(),
+            HttpConfig::default(),
+        )
+    }
+
+    /// Sets the `max_tokens` used when a request does not say.
+    #[must_use]
+    pub fn with_default_max_tokens(mut self, max_tokens: u32) -> Self {
+        Arc::make_mut(&mut self.protocol).default_max_tokens = max_tokens.max(1);
+        self
+    }
+}
+
+/// Whether a Claude model has structured outputs (`output_config.format`): the 4.5
+/// generation (Sonnet, Opus, Haiku) and later.
+fn has_structured_outputs(model: &str) -> bool {
+    let mut numbers = model
+        .split(['-', '.', '@'])
+        .filter_map(|part| part.parse::<u32>().ok())
+        .filter(|n| *n < 100);
+    match (numbers.next(), numbers.next()) {
+        (Some(major), Some(minor)) => major > 4 || (major == 4 && minor >= 5),
+        (Some(major), None) => major > 4,
+        _ => false,
+    }
+}
+
+impl WireProtocol for Messages {
+    type Assembler = response::MessagesStream;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            streaming: true,
+            images: true,
+            reasoning: true,
+            structured_output: has_structured_outputs(&self.model),
+            ..Capabilities::default()
+        }
+    }
+
+    fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ModelError> {
+        let body = request::build_body(&self.model, request, stream, self.default_max_tokens);
+        serde_json::to_vec(&body).map_err(|e| serialise_error(&e))
+    }
+
+    fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, ModelError> {
+        response::parse_response(body, &self.model)
+    }
+
+    fn assembler(&self) -> response::MessagesStream {
+        response::MessagesStream::new(&self.model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Message, Usage};
+    use crate::model::FinishReason;
+    use serde_json::json;
+
+    #[test]
+    fn thinking_blocks_round_trip_unchanged() {
+        let body = json!({"content": [
+            {"type": "thinking", "thinking": "Let me see.", "signature": "EqQBCkgIAR=="},
+            {"type": "redacted_thinking", "data": "EmwKAhgB"},
+            {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {}}
+        ], "stop_reason": "tool_use", "usage": {"input_tokens": 10, "cache_read_input_tokens": 90, "cache_creation_input_tokens": 5, "output_tokens": 7}});
+        let response = response::parse_response(body.to_string().as_bytes(), "m").unwrap();
+        assert_eq!(
+            response.usage,
+            Usage {
+                input_tokens: 105,
+                output_tokens: 7,
+                cached_input_tokens: 90,
+                reasoning_tokens: 0,
+                estimated: false,
+            }
+        );
+        assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+        let request = ChatRequest {
+            messages: vec![Message::Assistant(response.message)].into(),
+            ..Default::default()
+        };
+        let sent = request::build_body("m", &request, false, 10);
+        assert_eq!(sent["messages"][0]["content"][0], body["content"][0]);
+        assert_eq!(sent["messages"][0]["content"][1], body["content"][1]);
+    }
+}
