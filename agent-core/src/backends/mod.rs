@@ -12,6 +12,7 @@ pub mod local;
 pub mod openai;
 mod protocol;
 pub mod registry;
+pub mod responses;
 pub mod sse;
 mod stream;
 
@@ -21,3 +22,4 @@ pub use http::{ApiKey, HttpConfig, RetryPolicy};
 pub use openai::{Flavor, OpenAiCompatible};
 pub use protocol::HttpModel;
 pub use registry::{ModelFactory, ModelRegistry, ModelSpec};
+pub use responses::OpenAiResponses;

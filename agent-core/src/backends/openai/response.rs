@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::backends::http::{ErrorBody, kind_for_status};
+use crate::backends::http::{ErrorBody, kind_for_status, kind_from_words};
 use crate::backends::protocol::StreamAssembler;
 use crate::error::{ModelError, ModelErrorKind};
 use crate::message::{AssistantMessage, Reasoning, ToolCall, Usage};
@@ -147,25 +147,6 @@ impl Source<'_> {
         error.status = status;
         error.code = body.code.or(body.kind);
         error
-    }
-}
-
-/// Classifies an error that came without a status from the words in its type and code.
-fn kind_from_words(body: &ErrorBody) -> ModelErrorKind {
-    let words = format!(
-        "{} {}",
-        body.kind.as_deref().unwrap_or(""),
-        body.code.as_deref().unwrap_or("")
-    )
-    .to_ascii_lowercase();
-    if words.contains("rate") {
-        ModelErrorKind::RateLimited
-    } else if words.contains("overload") || words.contains("capacity") {
-        ModelErrorKind::Overloaded
-    } else if words.contains("context") {
-        ModelErrorKind::ContextLengthExceeded
-    } else {
-        ModelErrorKind::Server
     }
 }
 
