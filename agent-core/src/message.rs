@@ -298,11 +298,20 @@ pub struct Usage {
     /// The part of `output_tokens` spent on reasoning.
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// The part of `input_tokens` written to the provider's prompt cache by this call
+    /// (Anthropic's `cache_creation_input_tokens`, billed above the plain input price);
+    /// reads from the cache are [`cached_input_tokens`](Self::cached_input_tokens).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_input_tokens: u64,
     /// `true` when the provider reported no usage for this call (or for one of the calls
     /// added up here) and the counts are an estimate at four characters a token: unknown,
     /// not zero.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -328,6 +337,9 @@ impl AddAssign for Usage {
             .cached_input_tokens
             .saturating_add(rhs.cached_input_tokens);
         self.reasoning_tokens = self.reasoning_tokens.saturating_add(rhs.reasoning_tokens);
+        self.cache_write_input_tokens = self
+            .cache_write_input_tokens
+            .saturating_add(rhs.cache_write_input_tokens);
         // One estimated part makes the whole sum an estimate.
         self.estimated = self.estimated || rhs.estimated;
     }
@@ -565,12 +577,14 @@ mod tests {
             input_tokens: 10,
             output_tokens: 5,
             cached_input_tokens: 2,
+            cache_write_input_tokens: 3,
             reasoning_tokens: 1,
             estimated: false,
         };
         let total: Usage = [a, a, a].into_iter().sum();
         assert_eq!(total.input_tokens, 30);
         assert_eq!(total.cached_input_tokens, 6);
+        assert_eq!(total.cache_write_input_tokens, 9);
         assert_eq!(total.total_tokens(), 45);
         assert!(!total.estimated);
         let guessed = Usage {

@@ -37,6 +37,8 @@ pub type Anthropic = HttpModel<Messages>;
 pub struct Messages {
     model: String,
     default_max_tokens: u32,
+    /// Whether requests carry `cache_control` breakpoints.
+    prompt_caching: bool,
 }
 
 impl Anthropic {
@@ -82,6 +84,7 @@ impl Anthropic {
         let protocol = Messages {
             model: model.to_owned(),
             default_max_tokens: DEFAULT_MAX_TOKENS,
+            prompt_caching: true,
         };
         Ok(HttpModel::from_protocol(
             protocol,
@@ -117,6 +120,18 @@ impl Anthropic {
         Arc::make_mut(&mut self.protocol).default_max_tokens = max_tokens.max(1);
         self
     }
+
+    /// Turns automatic prompt caching on (the default) or off. On, every request carries
+    /// two `cache_control` breakpoints: one after the stable prefix (the instructions, or
+    /// the tools when there are none) and one on the last block of the conversation, so
+    /// each turn of a run reads the previous turns from the cache. Cache reads and writes
+    /// are reported in [`Usage`](crate::Usage) (`cached_input_tokens`,
+    /// `cache_write_input_tokens`).
+    #[must_use]
+    pub fn with_prompt_caching(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.protocol).prompt_caching = on;
+        self
+    }
 }
 
 /// Whether a Claude model has structured outputs (`output_config.format`): the 4.5
@@ -147,7 +162,13 @@ impl WireProtocol for Messages {
     }
 
     fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ModelError> {
-        let body = request::build_body(&self.model, request, stream, self.default_max_tokens);
+        let body = request::build_body(
+            &self.model,
+            request,
+            stream,
+            self.default_max_tokens,
+            self.prompt_caching,
+        );
         serde_json::to_vec(&body).map_err(|e| serialise_error(&e))
     }
 
@@ -181,6 +202,7 @@ mod tests {
                 input_tokens: 105,
                 output_tokens: 7,
                 cached_input_tokens: 90,
+                cache_write_input_tokens: 5,
                 reasoning_tokens: 0,
                 estimated: false,
             }
@@ -190,7 +212,7 @@ mod tests {
             messages: vec![Message::Assistant(response.message)].into(),
             ..Default::default()
         };
-        let sent = request::build_body("m", &request, false, 10);
+        let sent = request::build_body("m", &request, false, 10, true);
         assert_eq!(sent["messages"][0]["content"][0], body["content"][0]);
         assert_eq!(sent["messages"][0]["content"][1], body["content"][1]);
     }

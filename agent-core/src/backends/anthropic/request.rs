@@ -14,6 +14,7 @@ pub(crate) fn build_body(
     request: &ChatRequest,
     stream: bool,
     default_max_tokens: u32,
+    cache: bool,
 ) -> Value {
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
@@ -41,16 +42,33 @@ pub(crate) fn build_body(
         "max_tokens".into(),
         json!(request.max_output_tokens.unwrap_or(default_max_tokens)),
     );
+    if cache {
+        mark_last_block(&mut messages);
+    }
     if !system.is_empty() {
-        body.insert("system".into(), json!(system.join("\n\n")));
+        let text = system.join("\n\n");
+        let system = if cache {
+            // The instructions and the tools before them: one cached prefix.
+            json!([{"type": "text", "text": text, "cache_control": ephemeral()}])
+        } else {
+            json!(text)
+        };
+        body.insert("system".into(), system);
     }
     body.insert("messages".into(), Value::Array(messages));
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
+        let mut tools: Vec<Value> = request
             .tools
             .iter()
             .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
             .collect();
+        if cache
+            && system.is_empty()
+            && let Some(last) = tools.last_mut()
+        {
+            // No instructions: the tools alone are the stable prefix.
+            last["cache_control"] = ephemeral();
+        }
         body.insert("tools".into(), Value::Array(tools));
         // With extended thinking on, Anthropic refuses a forced tool choice (`any` or a
         // named tool): the model is left to choose, and the run asks again if it must.
@@ -91,6 +109,30 @@ pub(crate) fn build_body(
         body.insert(k.clone(), v.clone());
     }
     Value::Object(body)
+}
+
+/// A cache breakpoint: everything up to and including the marked block is cached (for five
+/// minutes, refreshed by every hit).
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
+}
+
+/// Marks the growing history: the last block of the last message that may carry a
+/// breakpoint (not a thinking block, not an empty text). The next request, one turn longer,
+/// finds this prefix in the cache.
+fn mark_last_block(messages: &mut [Value]) {
+    let Some(blocks) = messages
+        .last_mut()
+        .and_then(|m| m["content"].as_array_mut())
+    else {
+        return;
+    };
+    if let Some(block) = blocks.iter_mut().rev().find(|b| {
+        !matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking"))
+            && !(b["type"] == "text" && b["text"].as_str().is_some_and(str::is_empty))
+    }) {
+        block["cache_control"] = ephemeral();
+    }
 }
 
 /// Whether the request turns extended thinking on (`thinking.type` `enabled` or `adaptive`
@@ -184,7 +226,7 @@ mod tests {
             .into(),
             ..Default::default()
         };
-        let body = build_body("claude", &request, false, 1000);
+        let body = build_body("claude", &request, false, 1000, false);
         assert_eq!(body["system"], "Be brief.");
         assert_eq!(body["max_tokens"], 1000);
         let messages = body["messages"].as_array().unwrap();

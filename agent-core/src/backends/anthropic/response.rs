@@ -18,6 +18,7 @@ fn usage_from(value: &Value) -> Usage {
         input_tokens: n("input_tokens") + cache_read + n("cache_creation_input_tokens"),
         output_tokens: n("output_tokens"),
         cached_input_tokens: cache_read,
+        cache_write_input_tokens: n("cache_creation_input_tokens"),
         reasoning_tokens: 0,
         estimated: false,
     }

@@ -192,7 +192,7 @@ mod tests {
                 output_tokens: 162,
                 cached_input_tokens: 1024,
                 reasoning_tokens: 131,
-                estimated: false,
+                ..Usage::default()
             }
         );
         let calls = r.message.tool_calls.clone();

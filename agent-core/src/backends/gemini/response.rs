@@ -104,7 +104,7 @@ impl Assembler {
                 output_tokens: n("candidatesTokenCount") + thoughts,
                 cached_input_tokens: n("cachedContentTokenCount"),
                 reasoning_tokens: thoughts,
-                estimated: false,
+                ..Usage::default()
             };
             events.push(StreamEvent::Usage(self.usage));
         }

@@ -704,7 +704,7 @@ impl<'m> Engine<'m> {
                 output_tokens: generated as u64,
                 cached_input_tokens: common as u64,
                 reasoning_tokens: 0,
-                estimated: false,
+                ..Usage::default()
             },
             model: None,
         })

@@ -82,6 +82,7 @@ struct WireUsage {
 #[serde(default)]
 struct PromptDetails {
     cached_tokens: Option<u64>,
+    cache_write_tokens: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +106,11 @@ impl WireUsage {
                 .completion_tokens_details
                 .as_ref()
                 .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+            cache_write_input_tokens: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cache_write_tokens)
                 .unwrap_or(0),
             estimated: false,
         }
@@ -696,7 +702,7 @@ mod tests {
                 output_tokens: 52,
                 cached_input_tokens: 64,
                 reasoning_tokens: 10,
-                estimated: false,
+                ..Usage::default()
             }
         );
     }

@@ -227,7 +227,7 @@ impl WireResponse {
             output_tokens: u.output_tokens,
             cached_input_tokens: u.input_tokens_details.map_or(0, |d| d.cached_tokens),
             reasoning_tokens: u.output_tokens_details.map_or(0, |d| d.reasoning_tokens),
-            estimated: false,
+            ..Usage::default()
         });
         Ok(ChatResponse {
             message: AssistantMessage {
@@ -393,7 +393,7 @@ mod tests {
                 output_tokens: 40,
                 cached_input_tokens: 64,
                 reasoning_tokens: 30,
-                estimated: false
+                ..Usage::default()
             }
         );
     }
