@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use agent_core::backends::{HttpConfig, OpenAiResponses, RetryPolicy};
 use agent_core::prelude::*;
-use agent_core::{ChatRequest, ModelErrorKind, ModelRegistry, StreamEvent};
+use agent_core::{ChatRequest, ModelErrorKind, ModelRegistry, RunEvent, StreamEvent};
 use agent_tests::fake_server::{FakeServer, Recorded, Reply};
 use agent_tools::Calculator;
 use futures::StreamExt;
@@ -296,4 +296,58 @@ fn the_registry_names_the_missing_key() {
     };
     assert_eq!(e.kind, ModelErrorKind::Configuration);
     assert!(e.to_string().contains("OPENAI_API_KEY"), "{e}");
+}
+
+#[tokio::test]
+async fn a_streamed_run_shows_each_call_and_its_arguments_as_they_are_written() {
+    let server = FakeServer::start(two_sums).await;
+    let agent = LlmAgent::builder(model(&server))
+        .tool(Calculator::new())
+        .streaming(true)
+        .build()
+        .unwrap();
+    let ctx = RunContext::new();
+    let events: Vec<RunEvent> = agent.run_stream("Sums?", &ctx).collect().await;
+    let streamed: Vec<(usize, &str, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::ToolCallStreamed {
+                index,
+                call_id,
+                name,
+            } => Some((*index, call_id.as_str(), name.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        streamed,
+        [
+            (0, "call_sum", "calculator"),
+            (1, "call_product", "calculator")
+        ]
+    );
+    for (index, expression) in [(0, "2+3"), (1, "4*5")] {
+        let arguments: String = events
+            .iter()
+            .filter_map(|e| match e {
+                RunEvent::ToolArgumentsDelta {
+                    index: i,
+                    arguments,
+                } if *i == index => Some(arguments.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(arguments, json!({"expression": expression}).to_string());
+    }
+    // The announcement comes before the call runs.
+    let announced = events
+        .iter()
+        .position(|e| matches!(e, RunEvent::ToolCallStreamed { .. }))
+        .unwrap();
+    let ran = events
+        .iter()
+        .position(|e| matches!(e, RunEvent::ToolCallStarted { .. }))
+        .unwrap();
+    assert!(announced < ran);
+    assert!(matches!(events.last(), Some(RunEvent::Finished(r)) if r.text == "5 and 20"));
 }
