@@ -155,6 +155,39 @@ pub(crate) fn assemble_recorded<A: StreamAssembler>(
     assembler.finish(decoder.take_raw())
 }
 
+/// A part of the task this protocol (or model) cannot take, refused before anything is sent.
+pub(crate) fn unsupported(what: &str) -> ModelError {
+    ModelError::new(
+        ModelErrorKind::Unsupported,
+        format!("this model cannot take {what}; remove it from the task or use a model that can"),
+    )
+}
+
+/// Refuses a request whose user messages hold images (unless `images`) or documents
+/// (unless `documents`).
+pub(crate) fn check_parts(
+    request: &ChatRequest,
+    images: bool,
+    documents: bool,
+) -> Result<(), ModelError> {
+    for message in request.messages.iter() {
+        if let crate::message::Message::User { content } = message {
+            for part in content {
+                match part {
+                    crate::message::ContentPart::Image { .. } if !images => {
+                        return Err(unsupported("images"));
+                    }
+                    crate::message::ContentPart::Document { media_type, .. } if !documents => {
+                        return Err(unsupported(&format!("documents ({media_type})")));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A request body that could not be serialised, as a typed error.
 pub(crate) fn serialise_error(error: &serde_json::Error) -> ModelError {
     ModelError::new(

@@ -155,6 +155,7 @@ impl WireProtocol for Messages {
         Capabilities {
             streaming: true,
             images: true,
+            documents: true,
             reasoning: true,
             structured_output: has_structured_outputs(&self.model),
             ..Capabilities::default()

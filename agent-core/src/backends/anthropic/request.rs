@@ -162,15 +162,23 @@ fn push_user_blocks(messages: &mut Vec<Value>, blocks: Vec<Value>) {
 fn user_block(part: &ContentPart) -> Value {
     match part {
         ContentPart::Text { text } => json!({"type": "text", "text": text}),
-        ContentPart::Image { url, media_type } => match url
-            .strip_prefix("data:")
-            .and_then(|r| r.split_once(";base64,"))
-        {
-            Some((mime, data)) => {
-                json!({"type": "image", "source": {"type": "base64", "media_type": media_type.as_deref().unwrap_or(mime), "data": data}})
+        ContentPart::Image { url, .. } => match part.inline_data() {
+            Some((media_type, data)) => {
+                json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
             }
             None => json!({"type": "image", "source": {"type": "url", "url": url}}),
         },
+        ContentPart::Document {
+            media_type,
+            data,
+            name,
+        } => {
+            let mut block = json!({"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}});
+            if let Some(name) = name {
+                block["title"] = json!(name);
+            }
+            block
+        }
     }
 }
 

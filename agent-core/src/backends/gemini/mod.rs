@@ -132,6 +132,7 @@ impl WireProtocol for GenerateContent {
         Capabilities {
             streaming: true,
             images: true,
+            documents: true,
             structured_output: true,
             reasoning: true,
             ..Capabilities::default()

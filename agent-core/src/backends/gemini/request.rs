@@ -129,19 +129,18 @@ fn push_parts(contents: &mut Vec<Value>, role: &str, parts: Vec<Value>) {
 }
 
 fn user_part(part: &ContentPart) -> Value {
+    let inline = |media_type: &str, data: &str| json!({"inlineData": {"mimeType": media_type, "data": data}});
     match part {
         ContentPart::Text { text } => json!({"text": text}),
-        ContentPart::Image { url, media_type } => match url
-            .strip_prefix("data:")
-            .and_then(|r| r.split_once(";base64,"))
-        {
-            Some((mime, data)) => {
-                json!({"inlineData": {"mimeType": media_type.as_deref().unwrap_or(mime), "data": data}})
-            }
+        ContentPart::Image { url, media_type } => match part.inline_data() {
+            Some((media_type, data)) => inline(media_type, data),
             None => {
                 json!({"fileData": {"fileUri": url, "mimeType": media_type.as_deref().unwrap_or("image/jpeg")}})
             }
         },
+        ContentPart::Document {
+            media_type, data, ..
+        } => inline(media_type, data),
     }
 }
 

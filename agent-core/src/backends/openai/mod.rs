@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var};
-use super::protocol::{Endpoints, HttpModel, WireProtocol, assemble_recorded, serialise_error};
+use super::protocol::{
+    Endpoints, HttpModel, WireProtocol, assemble_recorded, check_parts, serialise_error,
+};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::model::{Capabilities, ChatRequest, ChatResponse};
 use response::{OpenAiStream, Source};
@@ -380,6 +382,12 @@ impl OpenAiBuilder {
     }
 }
 
+impl ChatCompletions {
+    fn accepts_documents(&self) -> bool {
+        matches!(self.flavor, Flavor::OpenAi | Flavor::OpenRouter)
+    }
+}
+
 impl WireProtocol for ChatCompletions {
     type Assembler = OpenAiStream;
 
@@ -387,6 +395,7 @@ impl WireProtocol for ChatCompletions {
         Capabilities {
             streaming: true,
             images: matches!(self.flavor, Flavor::OpenAi | Flavor::OpenRouter),
+            documents: self.accepts_documents(),
             structured_output: matches!(
                 self.flavor,
                 Flavor::OpenAi
@@ -401,6 +410,13 @@ impl WireProtocol for ChatCompletions {
     }
 
     fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ModelError> {
+        // DeepSeek reads no images; only OpenAI's `file` part carries a document (other
+        // servers may read images, depending on the model, and are left to say so).
+        check_parts(
+            request,
+            self.flavor != Flavor::DeepSeek,
+            self.accepts_documents(),
+        )?;
         let ask_usage = self.stream_usage.load(Ordering::Relaxed);
         request::build_body_asking_usage(self.flavor, &self.model, request, stream, ask_usage)
             .map_err(|e| serialise_error(&e))

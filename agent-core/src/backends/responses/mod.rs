@@ -145,6 +145,7 @@ impl WireProtocol for Responses {
         Capabilities {
             streaming: true,
             images: true,
+            documents: true,
             structured_output: true,
             reasoning: request::is_reasoning_model(&self.model),
             ..Capabilities::default()

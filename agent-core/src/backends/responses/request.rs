@@ -85,6 +85,11 @@ enum InputPart<'a> {
         image_url: &'a str,
         detail: &'static str,
     },
+    InputFile {
+        filename: &'a str,
+        /// A `data:` URL.
+        file_data: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -177,6 +182,14 @@ fn user_content(parts: &[ContentPart]) -> MessageContent<'_> {
                 ContentPart::Image { url, .. } => InputPart::InputImage {
                     image_url: url,
                     detail: "auto",
+                },
+                ContentPart::Document {
+                    media_type,
+                    data,
+                    name,
+                } => InputPart::InputFile {
+                    filename: name.as_deref().unwrap_or("document.pdf"),
+                    file_data: format!("data:{media_type};base64,{data}"),
                 },
             })
             .collect(),
