@@ -609,7 +609,7 @@ async fn two_parallel_tool_calls_arrive_whole_and_announced() {
             "{}",
             row.name
         );
-        for index in 0..2 {
+        for (index, (_, _, arguments)) in got.iter().enumerate() {
             let streamed: String = events
                 .iter()
                 .filter_map(|e| match e {
@@ -626,7 +626,7 @@ async fn two_parallel_tool_calls_arrive_whole_and_announced() {
                     row.name
                 )
             });
-            assert_eq!(streamed, got[index].2, "{}", row.name);
+            assert_eq!(&streamed, arguments, "{}", row.name);
         }
     }
 }

@@ -127,10 +127,12 @@ fn mark_last_block(messages: &mut [Value]) {
     else {
         return;
     };
-    if let Some(block) = blocks.iter_mut().rev().find(|b| {
-        !matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking"))
-            && !(b["type"] == "text" && b["text"].as_str().is_some_and(str::is_empty))
-    }) {
+    let may_carry = |b: &Value| match b["type"].as_str() {
+        Some("thinking" | "redacted_thinking") => false,
+        Some("text") => b["text"].as_str().is_some_and(|t| !t.is_empty()),
+        _ => true,
+    };
+    if let Some(block) = blocks.iter_mut().rev().find(|b| may_carry(b)) {
         block["cache_control"] = ephemeral();
     }
 }

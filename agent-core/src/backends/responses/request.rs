@@ -77,6 +77,7 @@ enum MessageContent<'a> {
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::enum_variant_names)] // the API's own names: input_text, input_image, input_file
 enum InputPart<'a> {
     InputText {
         text: &'a str,

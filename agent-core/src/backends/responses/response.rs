@@ -291,16 +291,14 @@ impl StreamAssembler for ResponsesStream {
         })?;
         let mut out = Vec::new();
         match event {
-            Event::ItemAdded { output_index, item } => {
-                if item["type"] == "function_call" {
-                    let index = self.calls.len();
-                    self.calls.insert(output_index, index);
-                    out.push(StreamEvent::ToolCallStarted {
-                        index,
-                        id: item["call_id"].as_str().unwrap_or_default().to_owned(),
-                        name: item["name"].as_str().unwrap_or_default().to_owned(),
-                    });
-                }
+            Event::ItemAdded { output_index, item } if item["type"] == "function_call" => {
+                let index = self.calls.len();
+                self.calls.insert(output_index, index);
+                out.push(StreamEvent::ToolCallStarted {
+                    index,
+                    id: item["call_id"].as_str().unwrap_or_default().to_owned(),
+                    name: item["name"].as_str().unwrap_or_default().to_owned(),
+                });
             }
             Event::ArgumentsDelta {
                 output_index,
