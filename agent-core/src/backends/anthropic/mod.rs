@@ -15,7 +15,7 @@ use std::sync::Arc;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var};
-use super::protocol::{Endpoints, HttpModel, WireProtocol, serialise_error};
+use super::protocol::{Endpoints, HttpModel, WireProtocol};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::model::{Capabilities, ChatRequest, ChatResponse};
 
@@ -163,14 +163,13 @@ impl WireProtocol for Messages {
     }
 
     fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ModelError> {
-        let body = request::build_body(
+        request::build_body(
             &self.model,
             request,
             stream,
             self.default_max_tokens,
             self.prompt_caching,
-        );
-        serde_json::to_vec(&body).map_err(|e| serialise_error(&e))
+        )
     }
 
     fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, ModelError> {
@@ -213,7 +212,9 @@ mod tests {
             messages: vec![Message::Assistant(response.message)].into(),
             ..Default::default()
         };
-        let sent = request::build_body("m", &request, false, 10, true);
+        let sent: serde_json::Value =
+            serde_json::from_slice(&request::build_body("m", &request, false, 10, true).unwrap())
+                .unwrap();
         assert_eq!(sent["messages"][0]["content"][0], body["content"][0]);
         assert_eq!(sent["messages"][0]["content"][1], body["content"][1]);
     }
