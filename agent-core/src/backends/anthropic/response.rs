@@ -1,27 +1,165 @@
 //! Messages responses and stream events → our message model (pure: no I/O). Usage is
 //! normalised (input = `input_tokens` + cache reads + cache writes); stream usage counts are
-//! running totals, not increments.
+//! running totals, not increments. Lenient: unknown block, delta and event types are
+//! skipped; thinking blocks are kept exactly as received, to be sent back.
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::backends::protocol::StreamAssembler;
 use crate::error::{ModelError, ModelErrorKind};
 use crate::message::{AssistantMessage, Reasoning, ToolCall, Usage};
 use crate::model::{ChatResponse, FinishReason, StreamEvent};
 
-fn usage_from(value: &Value) -> Usage {
-    let n = |k: &str| value.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let cache_read = n("cache_read_input_tokens");
-    Usage {
-        input_tokens: n("input_tokens") + cache_read + n("cache_creation_input_tokens"),
-        output_tokens: n("output_tokens"),
-        cached_input_tokens: cache_read,
-        cache_write_input_tokens: n("cache_creation_input_tokens"),
-        reasoning_tokens: 0,
-        estimated: false,
+/// A message: a whole answer, or the start of a streamed one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireMessage {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Kept raw: thinking blocks go back exactly as received.
+    content: Vec<Value>,
+    stop_reason: Option<String>,
+    usage: WireUsage,
+    error: WireError,
+}
+
+/// Usage counts; in a stream each event carries running totals of the fields it names.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    /// The later counts replace the earlier ones, field by field.
+    fn merge(&mut self, later: WireUsage) {
+        let keep = |new: Option<u64>, old: Option<u64>| new.or(old);
+        self.input_tokens = keep(later.input_tokens, self.input_tokens);
+        self.output_tokens = keep(later.output_tokens, self.output_tokens);
+        self.cache_read_input_tokens =
+            keep(later.cache_read_input_tokens, self.cache_read_input_tokens);
+        self.cache_creation_input_tokens = keep(
+            later.cache_creation_input_tokens,
+            self.cache_creation_input_tokens,
+        );
     }
+
+    fn normalise(self) -> Usage {
+        let read = self.cache_read_input_tokens.unwrap_or(0);
+        let write = self.cache_creation_input_tokens.unwrap_or(0);
+        Usage {
+            input_tokens: self.input_tokens.unwrap_or(0) + read + write,
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cached_input_tokens: read,
+            cache_write_input_tokens: write,
+            ..Usage::default()
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireError {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    message: Option<String>,
+}
+
+/// The blocks we read; the rest are skipped.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentBlock {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    ToolUse {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        input: Value,
+    },
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+    },
+    RedactedThinking,
+    #[serde(other)]
+    Other,
+}
+
+impl ContentBlock {
+    fn read(raw: &Value) -> Self {
+        // A block that is not what its type says is skipped like an unknown one.
+        ContentBlock::deserialize(raw).unwrap_or(ContentBlock::Other)
+    }
+}
+
+/// The stream events we act on (`content_block_stop`, `ping` and unknown ones are
+/// skipped: a block is read when the answer is assembled).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event {
+    MessageStart {
+        #[serde(default)]
+        message: WireMessage,
+    },
+    ContentBlockStart {
+        #[serde(default)]
+        index: u64,
+        content_block: Value,
+    },
+    ContentBlockDelta {
+        #[serde(default)]
+        index: u64,
+        delta: Delta,
+    },
+    MessageDelta {
+        #[serde(default)]
+        delta: MessageDeltaBody,
+        #[serde(default)]
+        usage: WireUsage,
+    },
+    MessageStop,
+    Error {
+        #[serde(default)]
+        error: WireError,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Delta {
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    ThinkingDelta {
+        thinking: String,
+    },
+    SignatureDelta {
+        signature: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MessageDeltaBody {
+    stop_reason: Option<String>,
 }
 
 fn finish_reason(stop_reason: Option<&str>, has_calls: bool) -> FinishReason {
@@ -46,74 +184,69 @@ struct Blocks {
 }
 
 impl Blocks {
-    fn add(&mut self, block: &Value) {
-        match block["type"].as_str() {
-            Some("text") => self
-                .text
-                .push_str(block["text"].as_str().unwrap_or_default()),
-            Some("tool_use") => self.calls.push(ToolCall {
-                id: block["id"].as_str().unwrap_or_default().to_owned(),
-                name: block["name"].as_str().unwrap_or_default().to_owned(),
-                arguments: match &block["input"] {
+    /// One whole block, as received.
+    fn add(&mut self, raw: Value) {
+        match ContentBlock::read(&raw) {
+            ContentBlock::Text { text } => self.text.push_str(&text),
+            ContentBlock::ToolUse { id, name, input } => self.calls.push(ToolCall {
+                id,
+                name,
+                arguments: match input {
                     Value::Null => "{}".to_owned(),
                     input => input.to_string(),
                 },
             }),
-            Some("thinking") => {
-                self.thinking_text
-                    .push_str(block["thinking"].as_str().unwrap_or_default());
-                self.thinking.push(block.clone());
+            ContentBlock::Thinking { thinking } => {
+                self.thinking_text.push_str(&thinking);
+                self.thinking.push(raw);
             }
-            Some("redacted_thinking") => self.thinking.push(block.clone()),
-            _ => {}
+            ContentBlock::RedactedThinking => self.thinking.push(raw),
+            ContentBlock::Other => {}
         }
     }
 
-    fn into_message(self) -> AssistantMessage {
+    fn into_response(self, stop_reason: Option<&str>, usage: WireUsage) -> ChatResponse {
+        let has_calls = !self.calls.is_empty();
         let reasoning = (!self.thinking.is_empty()).then(|| Reasoning {
             provider: "anthropic".into(),
             text: (!self.thinking_text.is_empty()).then_some(self.thinking_text),
             data: Value::Array(self.thinking),
         });
-        AssistantMessage {
-            content: self.text,
-            tool_calls: self.calls,
-            reasoning,
+        ChatResponse {
+            message: AssistantMessage {
+                content: self.text,
+                tool_calls: self.calls,
+                reasoning,
+            },
+            finish_reason: finish_reason(stop_reason, has_calls),
+            usage: usage.normalise(),
+            model: None,
         }
     }
 }
 
 /// Parses a whole Messages response (pure).
 pub(crate) fn parse_response(body: &[u8], model: &str) -> Result<ChatResponse, ModelError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let message: WireMessage = serde_json::from_slice(body).map_err(|e| {
         ModelError::new(
             ModelErrorKind::InvalidResponse,
             format!("the response is not a message ({e})"),
         )
         .with_provider("anthropic", model)
     })?;
-    if value["type"] == "error" {
-        return Err(stream_error(&value, model));
+    if message.kind.as_deref() == Some("error") {
+        return Err(error_of(&message.error, model));
     }
     let mut blocks = Blocks::default();
-    for block in value["content"].as_array().into_iter().flatten() {
+    for block in message.content {
         blocks.add(block);
     }
-    let has_calls = !blocks.calls.is_empty();
-    Ok(ChatResponse {
-        message: blocks.into_message(),
-        finish_reason: finish_reason(value["stop_reason"].as_str(), has_calls),
-        usage: usage_from(&value["usage"]),
-        model: None,
-    })
+    Ok(blocks.into_response(message.stop_reason.as_deref(), message.usage))
 }
 
 /// An `error` object (in a stream, or a 200 body) as a typed error.
-fn stream_error(value: &Value, model: &str) -> ModelError {
-    let kind_name = value
-        .pointer("/error/type")
-        .and_then(Value::as_str)
-        .unwrap_or("api_error");
+fn error_of(error: &WireError, model: &str) -> ModelError {
+    let kind_name = error.kind.as_deref().unwrap_or("api_error");
     let kind = match kind_name {
         "overloaded_error" => ModelErrorKind::Overloaded,
         "rate_limit_error" => ModelErrorKind::RateLimited,
@@ -125,32 +258,127 @@ fn stream_error(value: &Value, model: &str) -> ModelError {
         "timeout_error" => ModelErrorKind::Timeout,
         _ => ModelErrorKind::Server,
     };
-    let message = value
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or("error event");
-    ModelError::new(kind, message)
+    ModelError::new(kind, error.message.as_deref().unwrap_or("error event"))
         .with_provider("anthropic", model)
         .with_code(kind_name)
+}
+
+/// A block of a streamed answer, as far as it has come.
+#[derive(Debug)]
+enum PartialBlock {
+    /// A block whose deltas are appended into its raw form (text, thinking).
+    Raw(Value),
+    ToolUse {
+        id: String,
+        name: String,
+        /// The `input` of the start event, used when no argument deltas follow.
+        input: Value,
+        /// The argument text the deltas carried, if any came.
+        json: Option<String>,
+    },
 }
 
 /// Assembles a streamed answer from Messages stream events (pure).
 #[derive(Debug, Default)]
 pub struct MessagesStream {
     model: String,
-    blocks: HashMap<u64, Value>,
+    blocks: HashMap<u64, PartialBlock>,
     order: Vec<u64>,
     /// Block index → tool-call ordinal.
     calls: HashMap<u64, usize>,
-    partial_json: HashMap<u64, String>,
-    usage: Value,
+    usage: WireUsage,
     stop_reason: Option<String>,
     done: bool,
 }
 
 impl StreamAssembler for MessagesStream {
     fn push(&mut self, data: &str) -> Result<Vec<StreamEvent>, ModelError> {
-        self.push_event(data)
+        let event: Event = serde_json::from_str(data).map_err(|e| {
+            ModelError::new(
+                ModelErrorKind::InvalidResponse,
+                format!("a stream event is not valid ({e})"),
+            )
+            .with_provider("anthropic", self.model.clone())
+        })?;
+        let mut out = Vec::new();
+        match event {
+            Event::MessageStart { message } => self.usage.merge(message.usage),
+            Event::ContentBlockStart {
+                index,
+                content_block,
+            } => {
+                let block = match ContentBlock::read(&content_block) {
+                    ContentBlock::ToolUse { id, name, input } => {
+                        let ordinal = self.calls.len();
+                        self.calls.insert(index, ordinal);
+                        out.push(StreamEvent::ToolCallStarted {
+                            index: ordinal,
+                            id: id.clone(),
+                            name: name.clone(),
+                        });
+                        PartialBlock::ToolUse {
+                            id,
+                            name,
+                            input,
+                            json: None,
+                        }
+                    }
+                    ContentBlock::Text { text } => {
+                        if !text.is_empty() {
+                            out.push(StreamEvent::TextDelta(text));
+                        }
+                        PartialBlock::Raw(content_block)
+                    }
+                    _ => PartialBlock::Raw(content_block),
+                };
+                self.order.push(index);
+                self.blocks.insert(index, block);
+            }
+            Event::ContentBlockDelta { index, delta } => {
+                let Some(block) = self.blocks.get_mut(&index) else {
+                    return Ok(out);
+                };
+                match (block, delta) {
+                    (PartialBlock::Raw(raw), Delta::TextDelta { text }) => {
+                        append(raw, "text", &text);
+                        out.push(StreamEvent::TextDelta(text));
+                    }
+                    (PartialBlock::Raw(raw), Delta::ThinkingDelta { thinking }) => {
+                        append(raw, "thinking", &thinking);
+                        out.push(StreamEvent::ReasoningDelta(thinking));
+                    }
+                    (PartialBlock::Raw(raw), Delta::SignatureDelta { signature }) => {
+                        append(raw, "signature", &signature);
+                    }
+                    (
+                        PartialBlock::ToolUse { json, .. },
+                        Delta::InputJsonDelta { partial_json },
+                    ) => {
+                        json.get_or_insert_with(String::new).push_str(&partial_json);
+                        if let (Some(&ordinal), false) =
+                            (self.calls.get(&index), partial_json.is_empty())
+                        {
+                            out.push(StreamEvent::ToolCallDelta {
+                                index: ordinal,
+                                arguments: partial_json,
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::MessageDelta { delta, usage } => {
+                if let Some(reason) = delta.stop_reason {
+                    self.stop_reason = Some(reason);
+                }
+                self.usage.merge(usage);
+                out.push(StreamEvent::Usage(self.usage.normalise()));
+            }
+            Event::MessageStop => self.done = true,
+            Event::Error { error } => return Err(error_of(&error, &self.model)),
+            Event::Other => {}
+        }
+        Ok(out)
     }
 
     /// Whether `message_stop` arrived.
@@ -179,147 +407,35 @@ impl MessagesStream {
         }
     }
 
-    /// Takes one event's JSON and returns the stream events it produced.
-    fn push_event(&mut self, data: &str) -> Result<Vec<StreamEvent>, ModelError> {
-        let model = self.model.clone();
-        let model = model.as_str();
-        let event: Value = serde_json::from_str(data).map_err(|e| {
-            ModelError::new(
-                ModelErrorKind::InvalidResponse,
-                format!("a stream event is not JSON ({e})"),
-            )
-            .with_provider("anthropic", model)
-        })?;
-        let index = event["index"].as_u64().unwrap_or(0);
-        let mut out = Vec::new();
-        match event["type"].as_str() {
-            Some("message_start") => self.merge_usage(&event["message"]["usage"]),
-            Some("content_block_start") => {
-                let block = event["content_block"].clone();
-                if block["type"] == "tool_use" {
-                    let ordinal = self.calls.len();
-                    self.calls.insert(index, ordinal);
-                    out.push(StreamEvent::ToolCallStarted {
-                        index: ordinal,
-                        id: block["id"].as_str().unwrap_or_default().to_owned(),
-                        name: block["name"].as_str().unwrap_or_default().to_owned(),
-                    });
-                }
-                if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
-                    out.push(StreamEvent::TextDelta(text.to_owned()));
-                }
-                self.order.push(index);
-                self.blocks.insert(index, block);
-            }
-            Some("content_block_delta") => {
-                let delta = &event["delta"];
-                let Some(block) = self.blocks.get_mut(&index) else {
-                    return Ok(out);
-                };
-                match delta["type"].as_str() {
-                    Some("text_delta") => {
-                        let piece = delta["text"].as_str().unwrap_or_default();
-                        append(block, "text", piece);
-                        out.push(StreamEvent::TextDelta(piece.to_owned()));
-                    }
-                    Some("input_json_delta") => {
-                        let piece = delta["partial_json"].as_str().unwrap_or_default();
-                        self.partial_json.entry(index).or_default().push_str(piece);
-                        if let (Some(&ordinal), false) = (self.calls.get(&index), piece.is_empty())
-                        {
-                            out.push(StreamEvent::ToolCallDelta {
-                                index: ordinal,
-                                arguments: piece.to_owned(),
-                            });
-                        }
-                    }
-                    Some("thinking_delta") => {
-                        let piece = delta["thinking"].as_str().unwrap_or_default();
-                        append(block, "thinking", piece);
-                        out.push(StreamEvent::ReasoningDelta(piece.to_owned()));
-                    }
-                    Some("signature_delta") => {
-                        append(
-                            block,
-                            "signature",
-                            delta["signature"].as_str().unwrap_or_default(),
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            Some("content_block_stop") => {
-                if let (Some(block), Some(json)) = (
-                    self.blocks.get_mut(&index),
-                    self.partial_json.remove(&index),
-                ) {
-                    // A zero-argument tool streams "" (or nothing): that is `{}`.
-                    let input = if json.trim().is_empty() {
-                        Ok(json!({}))
-                    } else {
-                        serde_json::from_str::<Value>(&json)
-                    };
-                    block["input"] = match input {
-                        Ok(v) => v,
-                        // Keep the raw text so the loop reports the bad JSON to the model.
-                        Err(_) => Value::String(json),
-                    };
-                }
-            }
-            Some("message_delta") => {
-                if let Some(reason) = event["delta"]["stop_reason"].as_str() {
-                    self.stop_reason = Some(reason.to_owned());
-                }
-                self.merge_usage(&event["usage"]);
-                out.push(StreamEvent::Usage(usage_from(&self.usage)));
-            }
-            Some("message_stop") => self.done = true,
-            Some("error") => return Err(stream_error(&event, model)),
-            _ => {} // ping and event types we do not know yet
-        }
-        Ok(out)
-    }
-
-    /// Counts in `message_delta` are running totals: the latest value replaces the earlier.
-    fn merge_usage(&mut self, usage: &Value) {
-        let Some(fields) = usage.as_object() else {
-            return;
-        };
-        if !self.usage.is_object() {
-            self.usage = json!({});
-        }
-        for (k, v) in fields {
-            if v.is_u64() {
-                self.usage[k] = v.clone();
-            }
-        }
-    }
-
     /// The assembled answer.
-    fn assemble(self) -> ChatResponse {
+    fn assemble(mut self) -> ChatResponse {
         let mut blocks = Blocks::default();
-        let mut all = self.blocks;
         for index in &self.order {
-            if let Some(block) = all.remove(index) {
-                if block["type"] == "tool_use" && block["input"].is_string() {
-                    // Unparseable streamed arguments: keep them raw for the loop to report.
-                    blocks.calls.push(ToolCall::raw(
-                        block["id"].as_str().unwrap_or_default(),
-                        block["name"].as_str().unwrap_or_default(),
-                        block["input"].as_str().unwrap_or_default(),
-                    ));
-                    continue;
+            match self.blocks.remove(index) {
+                Some(PartialBlock::Raw(raw)) => blocks.add(raw),
+                Some(PartialBlock::ToolUse {
+                    id,
+                    name,
+                    input,
+                    json,
+                }) => {
+                    let arguments = match json {
+                        // A zero-argument tool streams "" (or nothing): that is `{}`.
+                        Some(json) if json.trim().is_empty() => "{}".to_owned(),
+                        Some(json) => match serde_json::from_str::<Value>(&json) {
+                            Ok(input) => input.to_string(),
+                            // Kept raw: the loop reports the bad JSON to the model.
+                            Err(_) => json,
+                        },
+                        None if input.is_null() => "{}".to_owned(),
+                        None => input.to_string(),
+                    };
+                    blocks.calls.push(ToolCall::raw(id, name, arguments));
                 }
-                blocks.add(&block);
+                None => {}
             }
         }
-        let has_calls = !blocks.calls.is_empty();
-        ChatResponse {
-            message: blocks.into_message(),
-            finish_reason: finish_reason(self.stop_reason.as_deref(), has_calls),
-            usage: usage_from(&self.usage),
-            model: None,
-        }
+        blocks.into_response(self.stop_reason.as_deref(), self.usage)
     }
 }
 
@@ -331,6 +447,7 @@ fn append(block: &mut Value, key: &str, piece: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn streamed_usage_is_a_running_total_and_empty_arguments_mean_an_empty_object() {
