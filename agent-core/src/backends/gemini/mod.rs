@@ -17,7 +17,7 @@ use reqwest::header::{HeaderMap, HeaderName};
 pub use schema::gemini_schema;
 
 use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var};
-use super::protocol::{Endpoints, HttpModel, WireProtocol, serialise_error};
+use super::protocol::{Endpoints, HttpModel, WireProtocol};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::model::{Capabilities, ChatRequest, ChatResponse, ResponseFormat};
 
@@ -155,7 +155,7 @@ impl WireProtocol for GenerateContent {
                 ),
             ));
         }
-        serde_json::to_vec(&request::build_body(request)).map_err(|e| serialise_error(&e))
+        request::build_body(request)
     }
 
     fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, ModelError> {
@@ -169,13 +169,17 @@ impl WireProtocol for GenerateContent {
 
 #[cfg(test)]
 mod tests {
-    use super::request::build_body;
+    use super::request;
     use super::response::{parse_response, refine_error};
     use super::*;
     use crate::message::{AssistantMessage, Message, ToolCall, ToolResult, Usage};
     use crate::model::{FinishReason, ToolChoice};
     use serde_json::json;
     use std::time::Duration;
+
+    fn build_body(request: &ChatRequest) -> serde_json::Value {
+        serde_json::from_slice(&request::build_body(request).unwrap()).unwrap()
+    }
 
     #[test]
     fn calls_without_ids_get_synthetic_ones_that_never_go_back() {
