@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::SYNTHETIC_ID_PREFIX;
@@ -56,6 +57,64 @@ fn synthetic_id() -> String {
     )
 }
 
+/// A `GenerateContentResponse`: a whole answer, or one chunk of a stream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct Chunk {
+    candidates: Vec<Candidate>,
+    usage_metadata: Option<UsageMetadata>,
+    prompt_feedback: Option<PromptFeedback>,
+    /// Kept raw: its reading is shared with the error bodies of failed requests.
+    error: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Candidate {
+    content: CandidateContent,
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CandidateContent {
+    /// Kept raw: a model turn with thought signatures goes back exactly as received.
+    parts: Vec<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct UsageMetadata {
+    prompt_token_count: u64,
+    candidates_token_count: u64,
+    cached_content_token_count: u64,
+    thoughts_token_count: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct PromptFeedback {
+    block_reason: Option<String>,
+}
+
+/// The fields of a part we read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WirePart {
+    text: Option<String>,
+    thought: bool,
+    thought_signature: Option<String>,
+    function_call: Option<WireFunctionCall>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireFunctionCall {
+    id: Option<String>,
+    name: String,
+    args: Value,
+}
+
 /// Assembles an answer from one response body or from the chunks of a stream.
 #[derive(Debug, Default)]
 pub(crate) struct Assembler {
@@ -70,9 +129,9 @@ pub(crate) struct Assembler {
 }
 
 impl Assembler {
-    /// Takes one `GenerateContentResponse` and returns the events it produced.
-    pub fn push(&mut self, chunk: &Value, model: &str) -> Result<Vec<StreamEvent>, ModelError> {
-        if let Some(error) = chunk.get("error") {
+    /// Takes one chunk and returns the events it produced.
+    pub fn push(&mut self, chunk: Chunk, model: &str) -> Result<Vec<StreamEvent>, ModelError> {
+        if let Some(error) = chunk.error {
             let mut e = ModelError::new(
                 ModelErrorKind::Server,
                 error
@@ -92,61 +151,48 @@ impl Assembler {
                 );
                 e.status = Some(code);
             }
-            refine_error(&mut e, chunk.to_string().as_bytes());
+            refine_error(&mut e, json!({ "error": error }).to_string().as_bytes());
             return Err(e);
         }
         let mut events = Vec::new();
-        if let Some(meta) = chunk.get("usageMetadata") {
-            let n = |k: &str| meta.get(k).and_then(Value::as_u64).unwrap_or(0);
-            let thoughts = n("thoughtsTokenCount");
+        if let Some(meta) = chunk.usage_metadata {
+            let thoughts = meta.thoughts_token_count;
             self.usage = Usage {
-                input_tokens: n("promptTokenCount"),
-                output_tokens: n("candidatesTokenCount") + thoughts,
-                cached_input_tokens: n("cachedContentTokenCount"),
+                input_tokens: meta.prompt_token_count,
+                output_tokens: meta.candidates_token_count + thoughts,
+                cached_input_tokens: meta.cached_content_token_count,
                 reasoning_tokens: thoughts,
                 ..Usage::default()
             };
             events.push(StreamEvent::Usage(self.usage));
         }
-        if let Some(reason) = chunk
-            .pointer("/promptFeedback/blockReason")
-            .and_then(Value::as_str)
-        {
-            self.blocked = Some(reason.to_owned());
+        if let Some(reason) = chunk.prompt_feedback.and_then(|f| f.block_reason) {
+            self.blocked = Some(reason);
         }
-        let Some(candidate) = chunk.get("candidates").and_then(|c| c.get(0)) else {
+        let Some(candidate) = chunk.candidates.into_iter().next() else {
             return Ok(events);
         };
-        for part in candidate
-            .pointer("/content/parts")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            self.parts.push(part.clone());
-            if part.get("thoughtSignature").is_some() {
+        for raw in candidate.content.parts {
+            // A part that is not what it should be is kept (to send back) but not read.
+            let part = WirePart::deserialize(&raw).unwrap_or_default();
+            self.parts.push(raw);
+            if part.thought_signature.is_some() {
                 self.keep_parts = true;
             }
-            if let Some(call) = part.get("functionCall") {
+            if let Some(call) = part.function_call {
                 let id = call
-                    .get("id")
-                    .and_then(Value::as_str)
+                    .id
                     .filter(|id| !id.is_empty())
-                    .map_or_else(synthetic_id, str::to_owned);
-                let name = call
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let arguments = match call.get("args") {
-                    Some(args @ Value::Object(_)) => args.to_string(),
+                    .unwrap_or_else(synthetic_id);
+                let arguments = match call.args {
+                    args @ Value::Object(_) => args.to_string(),
                     _ => "{}".to_owned(),
                 };
                 let index = self.calls.len();
                 events.push(StreamEvent::ToolCallStarted {
                     index,
                     id: id.clone(),
-                    name: name.clone(),
+                    name: call.name.clone(),
                 });
                 events.push(StreamEvent::ToolCallDelta {
                     index,
@@ -154,26 +200,22 @@ impl Assembler {
                 });
                 self.calls.push(ToolCall {
                     id,
-                    name,
+                    name: call.name,
                     arguments,
                 });
-            } else if let Some(text) = part
-                .get("text")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-            {
-                if part.get("thought") == Some(&Value::Bool(true)) {
+            } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
+                if part.thought {
                     self.keep_parts = true;
-                    self.thoughts.push_str(text);
-                    events.push(StreamEvent::ReasoningDelta(text.to_owned()));
+                    self.thoughts.push_str(&text);
+                    events.push(StreamEvent::ReasoningDelta(text));
                 } else {
-                    self.text.push_str(text);
-                    events.push(StreamEvent::TextDelta(text.to_owned()));
+                    self.text.push_str(&text);
+                    events.push(StreamEvent::TextDelta(text));
                 }
             }
         }
-        if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
-            self.finish_reason = Some(reason.to_owned());
+        if let Some(reason) = candidate.finish_reason {
+            self.finish_reason = Some(reason);
         }
         Ok(events)
     }
@@ -235,15 +277,15 @@ impl Assembler {
 
 /// Parses a whole `generateContent` response (pure).
 pub(crate) fn parse_response(body: &[u8], model: &str) -> Result<ChatResponse, ModelError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let chunk: Chunk = serde_json::from_slice(body).map_err(|e| {
         ModelError::new(
             ModelErrorKind::InvalidResponse,
-            format!("the response is not JSON ({e})"),
+            format!("the response is not a GenerateContentResponse ({e})"),
         )
         .with_provider("gemini", model)
     })?;
     let mut assembler = Assembler::default();
-    assembler.push(&value, model)?;
+    assembler.push(chunk, model)?;
     assembler.finish(model)
 }
 
@@ -265,14 +307,14 @@ impl GeminiStream {
 
 impl StreamAssembler for GeminiStream {
     fn push(&mut self, data: &str) -> Result<Vec<StreamEvent>, ModelError> {
-        let chunk: Value = serde_json::from_str(data).map_err(|e| {
+        let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
             ModelError::new(
                 ModelErrorKind::InvalidResponse,
-                format!("a stream chunk is not JSON ({e})"),
+                format!("a stream chunk is not valid ({e})"),
             )
             .with_provider("gemini", self.model.clone())
         })?;
-        self.assembler.push(&chunk, &self.model)
+        self.assembler.push(chunk, &self.model)
     }
 
     /// No terminator: the stream ends at EOF.
@@ -284,9 +326,9 @@ impl StreamAssembler for GeminiStream {
     fn finish(self, leftover: Option<String>) -> Result<ChatResponse, ModelError> {
         if let Some(error) = leftover
             .as_deref()
-            .and_then(|r| serde_json::from_str::<Value>(r.trim()).ok())
+            .and_then(|r| serde_json::from_str::<Chunk>(r.trim()).ok())
         {
-            Assembler::default().push(&error, &self.model)?;
+            Assembler::default().push(error, &self.model)?;
         }
         if self.assembler.has_finished() {
             self.assembler.finish(&self.model)
