@@ -87,6 +87,8 @@ pub struct HttpConfig {
     pub stream_idle_timeout: Duration,
     /// How failures are retried.
     pub retry: RetryPolicy,
+    /// Which HTTP versions to speak (default [`HttpVersion::Negotiate`]).
+    pub version: HttpVersion,
 }
 
 impl Default for HttpConfig {
@@ -96,8 +98,27 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(300),
             stream_idle_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
+            version: HttpVersion::Negotiate,
         }
     }
+}
+
+/// Which HTTP versions a client speaks.
+///
+/// Over HTTP/2 one connection carries every concurrent request to a host, so thousands of
+/// agents need one socket instead of one each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HttpVersion {
+    /// HTTP/2 where the server offers it during the TLS handshake (ALPN, as every hosted
+    /// provider does), HTTP/1.1 otherwise and on plain `http://`.
+    #[default]
+    Negotiate,
+    /// HTTP/1.1 only, for proxies and gateways whose HTTP/2 is broken.
+    Http1Only,
+    /// HTTP/2 without asking, also on plain `http://` ("h2c with prior knowledge"): for a
+    /// local gateway or inference server that speaks HTTP/2 in clear text.
+    Http2PriorKnowledge,
 }
 
 /// Where a request goes and who it is for (for error messages).
@@ -131,30 +152,26 @@ pub struct HttpClient {
 
 impl HttpClient {
     /// A client with these timeouts and retries.
+    ///
+    /// Clients with the same connection settings (connect timeout and HTTP version) share
+    /// one connection pool in the process: a thousand agents built one by one reuse the same
+    /// connections (and, over HTTP/2, the same socket), and building a model costs no TLS
+    /// set-up after the first.
     pub fn new(config: HttpConfig) -> Result<Self, ModelError> {
-        // reqwest 0.13 takes the process-wide rustls provider; ring is ours. A provider
-        // already installed (by us or by the application) stays.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                if attempt.previous().len() >= 10 {
-                    attempt.error("too many redirects")
-                } else if let Err(refused) = super::guard::check_url(attempt.url().as_str()) {
-                    attempt.error(refused.message)
-                } else {
-                    attempt.follow()
-                }
-            }))
-            .build()
-            .map_err(|e| {
-                ModelError::new(
-                    ModelErrorKind::Configuration,
-                    format!("cannot build the HTTP client: {}", error_chain(&e)),
-                )
-            })?;
+        type Pools = Vec<((Duration, HttpVersion), reqwest::Client)>;
+        static POOLS: std::sync::Mutex<Pools> = std::sync::Mutex::new(Vec::new());
+        let key = (config.connect_timeout, config.version);
+        // A poisoned lock only means another thread panicked while building; the list is
+        // still whole (a push is the only write).
+        let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, client)) = pools.iter().find(|(k, _)| *k == key) {
+            return Ok(HttpClient {
+                client: client.clone(),
+                config,
+            });
+        }
+        let client = build_client(&config)?;
+        pools.push((key, client.clone()));
         Ok(HttpClient { client, config })
     }
 
@@ -276,6 +293,37 @@ impl HttpClient {
             ),
         )
     }
+}
+
+/// A reqwest client with our TLS provider, timeouts, HTTP versions and redirect rules.
+fn build_client(config: &HttpConfig) -> Result<reqwest::Client, ModelError> {
+    // reqwest 0.13 takes the process-wide rustls provider; ring is ours. A provider
+    // already installed (by us or by the application) stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if let Err(refused) = super::guard::check_url(attempt.url().as_str()) {
+                attempt.error(refused.message)
+            } else {
+                attempt.follow()
+            }
+        }));
+    builder = match config.version {
+        HttpVersion::Negotiate => builder,
+        HttpVersion::Http1Only => builder.http1_only(),
+        HttpVersion::Http2PriorKnowledge => builder.http2_prior_knowledge(),
+    };
+    builder.build().map_err(|e| {
+        ModelError::new(
+            ModelErrorKind::Configuration,
+            format!("cannot build the HTTP client: {}", error_chain(&e)),
+        )
+    })
 }
 
 /// A transport failure (connect, reset, TLS) as a retryable error naming the host.
