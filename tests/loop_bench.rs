@@ -696,6 +696,7 @@ fn raise_fd_limit() {
 fn check(args: &[String]) -> Result<(), String> {
     let mut max_ratio = 1.5;
     let mut rounds = 7;
+    let mut runs = "2000".to_owned();
     let mut i = 0;
     while i < args.len() {
         let value = args
@@ -704,6 +705,7 @@ fn check(args: &[String]) -> Result<(), String> {
         match args[i].as_str() {
             "--max-ratio" => max_ratio = value.parse().map_err(|_| "--max-ratio needs a number")?,
             "--rounds" => rounds = value.parse().map_err(|_| "--rounds needs a number")?,
+            "--runs" => runs.clone_from(value),
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -712,7 +714,7 @@ fn check(args: &[String]) -> Result<(), String> {
     for concurrency in ["1", "64"] {
         let scenario: Vec<String> = [
             "--runs",
-            "400",
+            runs.as_str(),
             "--concurrency",
             concurrency,
             "--turns",

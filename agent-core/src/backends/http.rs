@@ -148,6 +148,9 @@ impl Target {
 pub struct HttpClient {
     client: reqwest::Client,
     config: HttpConfig,
+    /// The URLs this client has posted to, parsed once (a model posts to one or two), so a
+    /// request does not parse its URL again.
+    urls: std::sync::Arc<std::sync::Mutex<Vec<(String, reqwest::Url)>>>,
 }
 
 impl HttpClient {
@@ -168,11 +171,36 @@ impl HttpClient {
             return Ok(HttpClient {
                 client: client.clone(),
                 config,
+                urls: Default::default(),
             });
         }
         let client = build_client(&config)?;
         pools.push((key, client.clone()));
-        Ok(HttpClient { client, config })
+        Ok(HttpClient {
+            client,
+            config,
+            urls: Default::default(),
+        })
+    }
+
+    /// A request to `url`, its URL parsed once per client. A URL that does not parse goes
+    /// to reqwest as it is, which reports it when the request is sent.
+    fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        const KEPT: usize = 8;
+        // A poisoned lock only means a panic elsewhere; the cache is still whole.
+        let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, parsed)) = urls.iter().find(|(raw, _)| raw == url) {
+            return self.client.post(parsed.clone());
+        }
+        match reqwest::Url::parse(url) {
+            Ok(parsed) => {
+                if urls.len() < KEPT {
+                    urls.push((url.to_owned(), parsed.clone()));
+                }
+                self.client.post(parsed)
+            }
+            Err(_) => self.client.post(url),
+        }
     }
 
     /// The configuration.
@@ -186,12 +214,15 @@ impl HttpClient {
     pub async fn post_json(&self, target: &Target, body: Bytes) -> Result<Bytes, ModelError> {
         self.with_retries(target, |attempt| {
             let body = body.clone();
-            async move {
+            // One deadline for the whole attempt, headers and body.
+            let attempt = async move {
                 let response = self.send_once(target, body, attempt).await?;
-                tokio::time::timeout(self.config.request_timeout, response.bytes())
+                response.bytes().await.map_err(|e| transport_error(target, &e))
+            };
+            async move {
+                tokio::time::timeout(self.config.request_timeout, attempt)
                     .await
                     .map_err(|_| self.timeout_error(target))?
-                    .map_err(|e| transport_error(target, &e))
             }
         })
         .await
@@ -206,7 +237,14 @@ impl HttpClient {
     ) -> Result<reqwest::Response, ModelError> {
         self.with_retries(target, |attempt| {
             let body = body.clone();
-            async move { self.send_once(target, body, attempt).await }
+            async move {
+                tokio::time::timeout(
+                    self.config.request_timeout,
+                    self.send_once(target, body, attempt),
+                )
+                .await
+                .map_err(|_| self.timeout_error(target))?
+            }
         })
         .await
     }
@@ -246,6 +284,8 @@ impl HttpClient {
         }
     }
 
+    /// One attempt, up to the response's headers (and the whole body of an error); the
+    /// caller bounds it in time.
     async fn send_once(
         &self,
         target: &Target,
@@ -255,7 +295,6 @@ impl HttpClient {
         super::guard::check_url(&target.url)
             .map_err(|e| e.with_provider(target.provider.clone(), target.model.clone()))?;
         let mut request = self
-            .client
             .post(&target.url)
             .headers(target.headers.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -266,20 +305,16 @@ impl HttpClient {
                 HeaderValue::from(attempt),
             );
         }
-        let response = tokio::time::timeout(self.config.request_timeout, request.send())
+        let response = request
+            .send()
             .await
-            .map_err(|_| self.timeout_error(target))?
             .map_err(|e| transport_error(target, &e))?;
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = tokio::time::timeout(self.config.request_timeout, response.bytes())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let body = response.bytes().await.unwrap_or_default();
         Err(error_from_response(target, status, &headers, &body))
     }
 
