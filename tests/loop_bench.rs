@@ -690,11 +690,19 @@ fn raise_fd_limit() {
 
 // ------------------------------------------------------------------------- the gate
 
-/// CI's regression gate: short alternating rounds of the floor and ours, sequential and 64
-/// at a time; fails only when the median ratio of CPU per run passes `--max-ratio` (1.5)
-/// in a scenario, so a noisy shared machine never fails it but a doubling does.
+/// CI's regression gate, two measures of ours against the floor:
+///
+/// - CPU per run: short alternating rounds, sequential and 64 at a time; fails when the
+///   median ratio passes `--max-ratio` (2.0: a doubling), so a noisy shared machine never
+///   fails it;
+/// - instructions per run, sequential, counted by valgrind's callgrind (the same count on
+///   every run of the same binary, whatever else the machine does): fails past
+///   `--max-instructions-ratio` (1.6). The count is the difference between a client doing
+///   3,000 runs and one doing 1,000, so start-up cancels out. Without valgrind this part
+///   prints how to get it and is skipped, unless `AGENT_VALGRIND_REQUIRED=1`.
 fn check(args: &[String]) -> Result<(), String> {
-    let mut max_ratio = 1.5;
+    let mut max_ratio = 2.0;
+    let mut max_instructions_ratio = 1.6;
     let mut rounds = 7;
     let mut runs = "2000".to_owned();
     let mut i = 0;
@@ -706,6 +714,11 @@ fn check(args: &[String]) -> Result<(), String> {
             "--max-ratio" => max_ratio = value.parse().map_err(|_| "--max-ratio needs a number")?,
             "--rounds" => rounds = value.parse().map_err(|_| "--rounds needs a number")?,
             "--runs" => runs.clone_from(value),
+            "--max-instructions-ratio" => {
+                max_instructions_ratio = value
+                    .parse()
+                    .map_err(|_| "--max-instructions-ratio needs a number")?
+            }
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -744,12 +757,73 @@ fn check(args: &[String]) -> Result<(), String> {
             failed.push(format!("{concurrency} at a time: {median:.2}x"));
         }
     }
+    if let Some((floor, ours)) = instructions_per_run()? {
+        let ratio = ours as f64 / floor.max(1) as f64;
+        println!(
+            "loop_bench check, instructions per run (callgrind, sequential): ours {ours}, floor {floor}, {ratio:.2}x (gate {max_instructions_ratio}x)"
+        );
+        if ratio > max_instructions_ratio {
+            failed.push(format!("instructions per run: {ratio:.2}x"));
+        }
+    }
     if failed.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "CPU per run above {max_ratio}x the floor's: {}",
+            "ours above the gate against the floor: {}",
             failed.join("; ")
         ))
     }
+}
+
+/// Instructions per sequential run of the floor and of ours, or `None` when valgrind is
+/// missing (and not required).
+fn instructions_per_run() -> Result<Option<(u64, u64)>, String> {
+    let have_valgrind = Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_valgrind {
+        if std::env::var("AGENT_VALGRIND_REQUIRED").is_ok_and(|v| v == "1") {
+            return Err("valgrind is required (AGENT_VALGRIND_REQUIRED=1) but missing".into());
+        }
+        println!(
+            "loop_bench check: instruction counts skipped (install valgrind, e.g. `apt-get install valgrind`, to run them)"
+        );
+        return Ok(None);
+    }
+    let scenario = |runs: &str| -> Vec<String> {
+        ["--runs", runs, "--concurrency", "1", "--turns", "2"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    };
+    let server = Server::start(&scenario("1"))?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let count = |mode: &str, runs: &str| -> Result<u64, String> {
+        let output = Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(&exe)
+            .args(["--client", mode, &server.url])
+            .args(scenario(runs))
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let log = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("callgrind of the {mode} client failed: {log}"));
+        }
+        // "==123== Collected : 12345" (callgrind's total of instructions read)
+        log.lines()
+            .find_map(|line| line.split("Collected :").nth(1))
+            .and_then(|n| n.trim().replace(',', "").parse().ok())
+            .ok_or_else(|| format!("no instruction count in callgrind's output: {log}"))
+    };
+    let per_run = |mode: &str| -> Result<u64, String> {
+        let (short, long) = (count(mode, "1000")?, count(mode, "3000")?);
+        Ok(long.saturating_sub(short) / 2000)
+    };
+    Ok(Some((per_run("floor")?, per_run("ours")?)))
 }

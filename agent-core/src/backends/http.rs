@@ -217,7 +217,10 @@ impl HttpClient {
             // One deadline for the whole attempt, headers and body.
             let attempt = async move {
                 let response = self.send_once(target, body, attempt).await?;
-                response.bytes().await.map_err(|e| transport_error(target, &e))
+                response
+                    .bytes()
+                    .await
+                    .map_err(|e| transport_error(target, &e))
             };
             async move {
                 tokio::time::timeout(self.config.request_timeout, attempt)
