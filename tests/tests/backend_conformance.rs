@@ -245,13 +245,13 @@ fn rows() -> Vec<Row> {
             name: "openai responses",
             model: |base, http| {
                 Arc::new(
-                    OpenAiResponses::builder()
-                        .model("gpt-test")
-                        .base_url(base)
-                        .api_key("sk-test")
-                        .http_config(http)
-                        .build()
-                        .unwrap(),
+                    OpenAiResponses::with_config(
+                        "gpt-test",
+                        ApiKey::new("sk-test"),
+                        Some(base),
+                        http,
+                    )
+                    .unwrap(),
                 )
             },
             text: |pieces, (input, output)| {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use agent_core::backends::{HttpConfig, OpenAiResponses, RetryPolicy};
+use agent_core::backends::{ApiKey, HttpConfig, OpenAiResponses, RetryPolicy};
 use agent_core::prelude::*;
 use agent_core::{ChatRequest, ModelErrorKind, ModelRegistry, RunEvent, StreamEvent};
 use agent_tests::fake_server::{FakeServer, Recorded, Reply};
@@ -257,16 +257,16 @@ async fn errors_are_read_like_openais() {
         Reply::json(401, &json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}))
     })
     .await;
-    let model = OpenAiResponses::builder()
-        .model("gpt-4.1")
-        .base_url(server.base_url())
-        .api_key("sk-test")
-        .http_config(HttpConfig {
+    let model = OpenAiResponses::with_config(
+        "gpt-4.1",
+        ApiKey::new("sk-test"),
+        Some(&server.base_url()),
+        HttpConfig {
             retry: RetryPolicy::none(),
             ..Default::default()
-        })
-        .build()
-        .unwrap();
+        },
+    )
+    .unwrap();
     let request = ChatRequest {
         messages: vec![Message::user("hi")].into(),
         ..Default::default()

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::http::{HttpClient, Target, redact_url};
+use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var, redact_url};
 use super::sse::SseDecoder;
 use super::stream::stream_response;
 use crate::error::{ModelError, ModelErrorKind};
@@ -58,6 +58,74 @@ pub trait StreamAssembler: Send + 'static {
     /// closing); `leftover` holds lines that were not SSE at all (a bare JSON error object).
     /// A stream that ended before the answer was complete is an error, never a short answer.
     fn finish(self, leftover: Option<String>) -> Result<ChatResponse, ModelError>;
+}
+
+/// A protocol reached with one API key: how a model of it is set up from a key, a base URL
+/// and the environment. [`HttpModel`] gets `new`, `with_config` and `from_lookup` from it.
+pub trait KeyedProtocol: WireProtocol + Sized {
+    /// The provider name in `provider:model`.
+    const PROVIDER: &'static str;
+    /// The base URL when none is given.
+    const DEFAULT_BASE_URL: &'static str;
+    /// The variables that may hold the key, in order of preference.
+    const KEY_ENV: &'static [&'static str];
+    /// The variable that overrides the base URL.
+    const BASE_URL_ENV: &'static str;
+
+    /// The protocol for `model` and where its requests go, from a checked base URL (no
+    /// trailing `/`) and the key (to be sent in a header marked sensitive).
+    fn connect(model: &str, base: &str, api_key: &ApiKey) -> Result<(Self, Endpoints), ModelError>;
+}
+
+impl<P: KeyedProtocol> HttpModel<P> {
+    /// A model configured in code (`base_url` defaults to the provider's public endpoint).
+    pub fn new(model: &str, api_key: &str, base_url: Option<&str>) -> Result<Self, ModelError> {
+        Self::with_config(model, ApiKey::new(api_key), base_url, HttpConfig::default())
+    }
+
+    /// A model with its own timeouts and retries.
+    pub fn with_config(
+        model: &str,
+        api_key: ApiKey,
+        base_url: Option<&str>,
+        http: HttpConfig,
+    ) -> Result<Self, ModelError> {
+        let base = check_base_url(base_url.unwrap_or(P::DEFAULT_BASE_URL), P::PROVIDER, model)?;
+        let (protocol, endpoints) = P::connect(model, base, &api_key)?;
+        Ok(Self::from_protocol(
+            protocol,
+            endpoints,
+            HttpClient::new(http)?,
+        ))
+    }
+
+    /// A model configured from the environment read through `lookup`: the key from the
+    /// first of the provider's key variables that is set (an error naming them when none
+    /// is), the base URL from its base-URL variable when set.
+    pub fn from_lookup(
+        model: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ModelError> {
+        let get = |name: &str| env_var(lookup, name);
+        let Some(key) = P::KEY_ENV.iter().find_map(|name| get(name)) else {
+            return Err(ModelError::new(
+                ModelErrorKind::Configuration,
+                format!(
+                    "{} is not set; export your {} API key as {}",
+                    P::KEY_ENV.first().copied().unwrap_or("the API key"),
+                    P::PROVIDER,
+                    P::KEY_ENV.join(" or ")
+                ),
+            )
+            .with_provider(P::PROVIDER, model));
+        };
+        Self::with_config(
+            model,
+            ApiKey::new(key),
+            get(P::BASE_URL_ENV).as_deref(),
+            HttpConfig::default(),
+        )
+    }
 }
 
 /// Where a backend sends its requests: one URL for whole answers, one for streams (the same

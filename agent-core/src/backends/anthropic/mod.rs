@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var};
-use super::protocol::{Endpoints, HttpModel, WireProtocol};
-use crate::error::{ModelError, ModelErrorKind};
+use super::http::{ApiKey, Target};
+use super::protocol::{Endpoints, HttpModel, KeyedProtocol, WireProtocol};
+use crate::error::ModelError;
 use crate::model::{Capabilities, ChatRequest, ChatResponse};
 
 /// The API version header every request carries.
@@ -41,24 +41,13 @@ pub struct Messages {
     prompt_caching: bool,
 }
 
-impl Anthropic {
-    /// A model configured in code.
-    pub fn new(model: &str, api_key: &str, base_url: Option<&str>) -> Result<Self, ModelError> {
-        Self::with_config(model, ApiKey::new(api_key), base_url, HttpConfig::default())
-    }
+impl KeyedProtocol for Messages {
+    const PROVIDER: &'static str = "anthropic";
+    const DEFAULT_BASE_URL: &'static str = "https://api.anthropic.com";
+    const KEY_ENV: &'static [&'static str] = &["ANTHROPIC_API_KEY"];
+    const BASE_URL_ENV: &'static str = "ANTHROPIC_BASE_URL";
 
-    /// A model with its own timeouts and retries.
-    pub fn with_config(
-        model: &str,
-        api_key: ApiKey,
-        base_url: Option<&str>,
-        http: HttpConfig,
-    ) -> Result<Self, ModelError> {
-        let base = check_base_url(
-            base_url.unwrap_or("https://api.anthropic.com"),
-            "anthropic",
-            model,
-        )?;
+    fn connect(model: &str, base: &str, api_key: &ApiKey) -> Result<(Self, Endpoints), ModelError> {
         // The SDK's base URL has no version; accept one with `/v1` too.
         let url = if base.ends_with("/v1") {
             format!("{base}/messages")
@@ -77,7 +66,7 @@ impl Anthropic {
         let target = Target {
             url,
             headers,
-            provider: "anthropic".into(),
+            provider: Self::PROVIDER.into(),
             model: model.to_owned(),
             refine_error: None,
         };
@@ -86,34 +75,11 @@ impl Anthropic {
             default_max_tokens: DEFAULT_MAX_TOKENS,
             prompt_caching: true,
         };
-        Ok(HttpModel::from_protocol(
-            protocol,
-            Endpoints::same(target),
-            HttpClient::new(http)?,
-        ))
+        Ok((protocol, Endpoints::same(target)))
     }
+}
 
-    /// From `ANTHROPIC_API_KEY` (required) and `ANTHROPIC_BASE_URL` (optional).
-    pub fn from_lookup(
-        model: &str,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ModelError> {
-        let get = |name: &str| env_var(lookup, name);
-        let key = get("ANTHROPIC_API_KEY").ok_or_else(|| {
-            ModelError::new(
-                ModelErrorKind::Configuration,
-                "ANTHROPIC_API_KEY is not set; export your Anthropic API key as ANTHROPIC_API_KEY",
-            )
-            .with_provider("anthropic", model)
-        })?;
-        Self::with_config(
-            model,
-            ApiKey::new(key),
-            get("ANTHROPIC_BASE_URL").as_deref(),
-            HttpConfig::default(),
-        )
-    }
-
+impl Anthropic {
     /// Sets the `max_tokens` used when a request does not say.
     #[must_use]
     pub fn with_default_max_tokens(mut self, max_tokens: u32) -> Self {

@@ -16,8 +16,8 @@ use reqwest::header::{HeaderMap, HeaderName};
 
 pub use schema::gemini_schema;
 
-use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var};
-use super::protocol::{Endpoints, HttpModel, WireProtocol};
+use super::http::{ApiKey, Target};
+use super::protocol::{Endpoints, HttpModel, KeyedProtocol, WireProtocol};
 use crate::error::{ModelError, ModelErrorKind};
 use crate::model::{Capabilities, ChatRequest, ChatResponse, ResponseFormat};
 
@@ -39,24 +39,13 @@ pub struct GenerateContent {
     model: String,
 }
 
-impl Gemini {
-    /// A model configured in code (`base_url` defaults to the public v1beta endpoint).
-    pub fn new(model: &str, api_key: &str, base_url: Option<&str>) -> Result<Self, ModelError> {
-        Self::with_config(model, ApiKey::new(api_key), base_url, HttpConfig::default())
-    }
+impl KeyedProtocol for GenerateContent {
+    const PROVIDER: &'static str = "gemini";
+    const DEFAULT_BASE_URL: &'static str = "https://generativelanguage.googleapis.com/v1beta";
+    const KEY_ENV: &'static [&'static str] = &["GEMINI_API_KEY", "GOOGLE_API_KEY"];
+    const BASE_URL_ENV: &'static str = "GEMINI_BASE_URL";
 
-    /// A model with its own timeouts and retries.
-    pub fn with_config(
-        model: &str,
-        api_key: ApiKey,
-        base_url: Option<&str>,
-        http: HttpConfig,
-    ) -> Result<Self, ModelError> {
-        let base = check_base_url(
-            base_url.unwrap_or("https://generativelanguage.googleapis.com/v1beta"),
-            "gemini",
-            model,
-        )?;
+    fn connect(model: &str, base: &str, api_key: &ApiKey) -> Result<(Self, Endpoints), ModelError> {
         let base = if base.ends_with("/v1beta") || base.ends_with("/v1") {
             base.to_owned()
         } else {
@@ -70,7 +59,7 @@ impl Gemini {
         let target = |url: String| Target {
             url,
             headers: headers.clone(),
-            provider: "gemini".into(),
+            provider: Self::PROVIDER.into(),
             model: model.to_owned(),
             refine_error: Some(response::refine_error),
         };
@@ -83,31 +72,7 @@ impl Gemini {
         let protocol = GenerateContent {
             model: model.to_owned(),
         };
-        Ok(HttpModel::from_protocol(
-            protocol,
-            endpoints,
-            HttpClient::new(http)?,
-        ))
-    }
-
-    /// From `GEMINI_API_KEY` (or `GOOGLE_API_KEY`) and `GEMINI_BASE_URL` (optional).
-    pub fn from_lookup(
-        model: &str,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ModelError> {
-        let get = |name: &str| env_var(lookup, name);
-        let key = get("GEMINI_API_KEY").or_else(|| get("GOOGLE_API_KEY")).ok_or_else(|| {
-            config_error(
-                model,
-                "GEMINI_API_KEY is not set; export your Gemini API key as GEMINI_API_KEY (or GOOGLE_API_KEY)".into(),
-            )
-        })?;
-        Self::with_config(
-            model,
-            ApiKey::new(key),
-            get("GEMINI_BASE_URL").as_deref(),
-            HttpConfig::default(),
-        )
+        Ok((protocol, endpoints))
     }
 }
 

@@ -17,9 +17,9 @@ mod response;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 
-use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var};
-use super::protocol::{Endpoints, HttpModel, WireProtocol};
-use crate::error::{ModelError, ModelErrorKind};
+use super::http::{ApiKey, Target};
+use super::protocol::{Endpoints, HttpModel, KeyedProtocol, WireProtocol};
+use crate::error::ModelError;
 use crate::model::{Capabilities, ChatRequest, ChatResponse};
 
 /// The provider name in `openai-responses:MODEL`.
@@ -30,7 +30,7 @@ pub const PROVIDER: &str = "openai-responses";
 /// ```
 /// use agent_core::backends::OpenAiResponses;
 /// use agent_core::ChatModel;
-/// let model = OpenAiResponses::builder().model("gpt-5-mini").api_key("sk-...").build().unwrap();
+/// let model = OpenAiResponses::new("gpt-5-mini", "sk-...", None).unwrap();
 /// assert_eq!(model.provider(), "openai-responses");
 /// ```
 pub type OpenAiResponses = HttpModel<Responses>;
@@ -41,100 +41,26 @@ pub struct Responses {
     model: String,
 }
 
-impl OpenAiResponses {
-    /// Starts building a model (base URL `https://api.openai.com/v1`). Nothing is read from
-    /// the environment.
-    pub fn builder() -> ResponsesBuilder {
-        ResponsesBuilder {
-            model: String::new(),
-            base_url: "https://api.openai.com/v1".into(),
-            api_key: None,
-            http: HttpConfig::default(),
-        }
-    }
+impl KeyedProtocol for Responses {
+    const PROVIDER: &'static str = PROVIDER;
+    const DEFAULT_BASE_URL: &'static str = "https://api.openai.com/v1";
+    const KEY_ENV: &'static [&'static str] = &["OPENAI_API_KEY"];
+    const BASE_URL_ENV: &'static str = "OPENAI_BASE_URL";
 
-    /// From `OPENAI_API_KEY` (required) and `OPENAI_BASE_URL` (optional), read through
-    /// `lookup`.
-    pub fn from_lookup(
-        model: &str,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ModelError> {
-        let get = |name: &str| env_var(lookup, name);
-        let key = get("OPENAI_API_KEY").ok_or_else(|| {
-            ModelError::new(
-                ModelErrorKind::Configuration,
-                "OPENAI_API_KEY is not set; export your OpenAI API key as OPENAI_API_KEY",
-            )
-            .with_provider(PROVIDER, model)
-        })?;
-        let mut builder = Self::builder().model(model).api_key(key);
-        if let Some(base) = get("OPENAI_BASE_URL") {
-            builder = builder.base_url(base);
-        }
-        builder.build()
-    }
-}
-
-/// Builds an [`OpenAiResponses`] model in code.
-#[derive(Clone, Debug)]
-#[must_use = "a builder does nothing until `.build()`"]
-pub struct ResponsesBuilder {
-    model: String,
-    base_url: String,
-    api_key: Option<ApiKey>,
-    http: HttpConfig,
-}
-
-impl ResponsesBuilder {
-    /// The model name.
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = model.into();
-        self
-    }
-
-    /// The API base (the part before `/responses`).
-    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into();
-        self
-    }
-
-    /// The API key.
-    pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.api_key = Some(ApiKey::new(key));
-        self
-    }
-
-    /// Timeouts and retries.
-    pub fn http_config(mut self, config: HttpConfig) -> Self {
-        self.http = config;
-        self
-    }
-
-    /// Builds the model.
-    pub fn build(self) -> Result<OpenAiResponses, ModelError> {
-        if self.model.trim().is_empty() {
-            return Err(
-                ModelError::new(ModelErrorKind::Configuration, "no model name given")
-                    .with_provider(PROVIDER, ""),
-            );
-        }
-        let base = check_base_url(&self.base_url, PROVIDER, &self.model)?;
+    fn connect(model: &str, base: &str, api_key: &ApiKey) -> Result<(Self, Endpoints), ModelError> {
         let mut headers = HeaderMap::new();
-        if let Some(key) = &self.api_key {
-            headers.insert(AUTHORIZATION, key.header_value("Bearer ")?);
-        }
+        headers.insert(AUTHORIZATION, api_key.header_value("Bearer ")?);
         let target = Target {
             url: format!("{base}/responses"),
             headers,
             provider: PROVIDER.into(),
-            model: self.model.clone(),
+            model: model.to_owned(),
             refine_error: None,
         };
-        Ok(HttpModel::from_protocol(
-            Responses { model: self.model },
-            Endpoints::same(target),
-            HttpClient::new(self.http)?,
-        ))
+        let protocol = Responses {
+            model: model.to_owned(),
+        };
+        Ok((protocol, Endpoints::same(target)))
     }
 }
 
