@@ -6,7 +6,6 @@
 // Test helpers outside #[test] functions unwrap and panic on purpose: a failure is the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use agent_core::backends::{ApiKey, HttpConfig, OpenAiResponses, RetryPolicy};
@@ -126,19 +125,13 @@ fn two_sums(req: &Recorded, _: usize) -> Reply {
     )
 }
 
-fn env(pairs: &[(&str, String)]) -> agent_core::backends::registry::EnvLookup {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    Arc::new(move |name: &str| map.get(name).cloned())
-}
-
 fn model(server: &FakeServer) -> Arc<dyn ChatModel> {
-    ModelRegistry::builtin_with_env(env(&[
-        ("OPENAI_BASE_URL", server.base_url()),
-        ("OPENAI_API_KEY", "sk-test".into()),
-    ]))
+    let base = server.base_url();
+    ModelRegistry::builtin_with_env(Arc::new(move |name: &str| match name {
+        "OPENAI_BASE_URL" => Some(base.clone()),
+        "OPENAI_API_KEY" => Some("sk-test".into()),
+        _ => None,
+    }))
     .create("openai-responses:o4-mini")
     .unwrap()
 }
@@ -291,7 +284,9 @@ async fn errors_are_read_like_openais() {
 
 #[test]
 fn the_registry_names_the_missing_key() {
-    let Err(e) = ModelRegistry::builtin_with_env(env(&[])).create("openai-responses:gpt-5") else {
+    let Err(e) =
+        ModelRegistry::builtin_with_env(Arc::new(|_: &str| None)).create("openai-responses:gpt-5")
+    else {
         panic!("a model without a key");
     };
     assert_eq!(e.kind, ModelErrorKind::Configuration);
