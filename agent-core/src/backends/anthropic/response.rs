@@ -139,6 +139,7 @@ enum Event {
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::enum_variant_names)] // the API's own names: text_delta, input_json_delta, ...
 enum Delta {
     TextDelta {
         text: String,
