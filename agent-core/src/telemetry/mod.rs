@@ -53,6 +53,7 @@ mod file;
 #[cfg(feature = "otel")]
 mod otel;
 pub(crate) mod spans;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
