@@ -11,7 +11,7 @@
 //! **Where spans go.** [`Telemetry`] wires them, in one call, to any of:
 //! - a local JSON-lines trace file ([`Telemetry::trace_file`], or `AGENT_TRACE_FILE`), which
 //!   `cargo run --example trace_view -- run.jsonl > run.html` turns into a page;
-//! - (feature `otel`) an OTLP/HTTP collector ([`Telemetry::otlp`], or the standard
+//! - (feature `otel`) an OTLP/HTTP collector (`Telemetry::otlp`, or the standard
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
 //!   `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_SERVICE_NAME`
 //!   variables), batched and flushed when the [`TelemetryGuard`] drops.
@@ -65,7 +65,6 @@ use tracing_subscriber::registry::LookupSpan;
 
 pub use file::{TRACE_FILE_VERSION, TraceFileLayer};
 #[cfg(feature = "otel")]
-#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub use otel::OtlpExporter;
 
 /// The variable naming a trace file for [`Telemetry::from_env`].
@@ -188,7 +187,6 @@ impl Telemetry {
 
     /// Exports spans to an OTLP/HTTP collector.
     #[cfg(feature = "otel")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     pub fn otlp(mut self, exporter: OtlpExporter) -> Self {
         self.otlp = Some(exporter);
         self
