@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::{Value, json};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -43,12 +45,12 @@ pub(crate) struct TraceFileWriter {
 }
 
 impl TraceFileWriter {
-    fn write(&self, line: &Value) {
-        let mut text = line.to_string();
-        text.push('\n');
+    fn write(&self, line: &impl Serialize) {
         if let Ok(mut file) = self.file.lock() {
             // A trace that cannot be written must not stop the run it describes.
-            let _ = file.write_all(text.as_bytes());
+            if serde_json::to_writer(&mut *file, line).is_ok() {
+                let _ = file.write_all(b"\n");
+            }
         }
     }
 
@@ -84,31 +86,82 @@ struct OpenSpan {
     parent: Option<u64>,
     started: Instant,
     start_us: u64,
-    attrs: Map<String, Value>,
+    attrs: Fields,
 }
 
-struct JsonFields<'a>(&'a mut Map<String, Value>);
+/// A span's or an event's fields, by their static names (a later value replaces an
+/// earlier one, as when a span records a field declared empty).
+#[derive(Default)]
+struct Fields(Vec<(&'static str, Value)>);
 
-impl Visit for JsonFields<'_> {
+impl Fields {
+    fn set(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        let i = self.0.iter().position(|(n, _)| *n == name)?;
+        Some(self.0.swap_remove(i).1)
+    }
+}
+
+impl Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl Visit for Fields {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), json!(value));
+        self.set(field, json!(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), json!(value));
+        self.set(field, json!(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), json!(value));
+        self.set(field, json!(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), json!(value));
+        self.set(field, json!(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), json!(value));
+        self.set(field, json!(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), json!(format!("{value:?}")));
+        self.set(field, json!(format!("{value:?}")));
     }
+}
+
+#[derive(Serialize)]
+struct SpanLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u64,
+    parent: Option<u64>,
+    name: &'a str,
+    start_us: u64,
+    end_us: u64,
+    attrs: &'a Fields,
+}
+
+#[derive(Serialize)]
+struct EventLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    span: Option<u64>,
+    time_us: u64,
+    level: &'a str,
+    target: &'a str,
+    message: Value,
+    attrs: &'a Fields,
 }
 
 fn now_us() -> u64 {
@@ -126,8 +179,8 @@ where
         let parent = span
             .parent()
             .and_then(|p| p.extensions().get::<OpenSpan>().map(|open| open.id));
-        let mut fields = Map::new();
-        attrs.record(&mut JsonFields(&mut fields));
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
         let open = OpenSpan {
             id: self.out.next_id.fetch_add(1, Ordering::Relaxed),
             parent,
@@ -142,7 +195,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(open) = extensions.get_mut::<OpenSpan>() {
-            values.record(&mut JsonFields(&mut open.attrs));
+            values.record(&mut open.attrs);
         }
     }
 
@@ -150,19 +203,19 @@ where
         let span = ctx
             .event_span(event)
             .and_then(|s| s.extensions().get::<OpenSpan>().map(|open| open.id));
-        let mut fields = Map::new();
-        event.record(&mut JsonFields(&mut fields));
-        let message = fields.remove("message").unwrap_or(Value::Null);
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let message = fields.take("message").unwrap_or(Value::Null);
         let meta = event.metadata();
-        self.out.write(&json!({
-            "type": "event",
-            "span": span,
-            "time_us": now_us(),
-            "level": meta.level().as_str(),
-            "target": meta.target(),
-            "message": message,
-            "attrs": fields,
-        }));
+        self.out.write(&EventLine {
+            kind: "event",
+            span,
+            time_us: now_us(),
+            level: meta.level().as_str(),
+            target: meta.target(),
+            message,
+            attrs: &fields,
+        });
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -171,15 +224,15 @@ where
             return;
         };
         let elapsed = open.started.elapsed().as_micros() as u64;
-        self.out.write(&json!({
-            "type": "span",
-            "id": open.id,
-            "parent": open.parent,
-            "name": span.name(),
-            "start_us": open.start_us,
-            "end_us": open.start_us.saturating_add(elapsed),
-            "attrs": open.attrs,
-        }));
+        self.out.write(&SpanLine {
+            kind: "span",
+            id: open.id,
+            parent: open.parent,
+            name: span.name(),
+            start_us: open.start_us,
+            end_us: open.start_us.saturating_add(elapsed),
+            attrs: &open.attrs,
+        });
         if open.parent.is_none() {
             // A root span closing ends a run: its trace is whole on disk from here on.
             self.out.flush();

@@ -335,18 +335,29 @@ pub(crate) fn model_error_type(error: &ModelError) -> String {
 }
 
 fn agent_error_type(error: &AgentError) -> String {
-    match error {
-        AgentError::Model { source, .. } => model_error_type(source),
-        other => {
-            // The variant's name, in snake case: low cardinality and stable.
-            let debug = format!("{other:?}");
-            let name = debug
-                .split(|c: char| !c.is_alphanumeric())
-                .next()
-                .unwrap_or("error");
-            snake_case(name)
-        }
-    }
+    let name = match error {
+        AgentError::Model { source, .. } => return model_error_type(source),
+        AgentError::ToolFailureLimit { .. } => "tool_failure_limit",
+        AgentError::StuckLoop { .. } => "stuck_loop",
+        AgentError::MaxTurns { .. } => "max_turns",
+        AgentError::History(_) => "history",
+        AgentError::Memory(_) => "memory",
+        AgentError::BudgetExceeded { .. } => "budget_exceeded",
+        AgentError::Stopped { .. } => "stopped",
+        AgentError::OutputRejected { .. } => "output_rejected",
+        AgentError::InputRejected(_) => "input_rejected",
+        AgentError::Cancelled { .. } => "cancelled",
+        AgentError::TooManyToolCalls { .. } => "too_many_tool_calls",
+        AgentError::InvalidOutput { .. } => "invalid_output",
+        AgentError::OutputSchema(_) => "output_schema",
+        AgentError::Paused(_) => "paused",
+        AgentError::InvalidState(_) => "invalid_state",
+        AgentError::Store(_) => "store",
+        // A variant added later: its own name is the best low-cardinality type.
+        #[allow(unreachable_patterns)]
+        _ => "agent_error",
+    };
+    name.to_owned()
 }
 
 /// The serde (snake case) name of a unit enum value, such as an error kind.
@@ -355,21 +366,6 @@ fn serde_name<T: serde::Serialize>(value: &T) -> String {
         Ok(Value::String(name)) => name,
         _ => "other".to_owned(),
     }
-}
-
-fn snake_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn tool_call_part(id: &str, name: &str, arguments: &str) -> Value {
