@@ -16,6 +16,6 @@ mod stream;
 
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
-pub use http::{ApiKey, HttpConfig, RetryPolicy};
+pub use http::{ApiKey, HttpConfig, HttpVersion, RetryPolicy};
 pub use openai::{Flavor, OpenAiCompatible};
 pub use registry::{ModelFactory, ModelRegistry, ModelSpec};
