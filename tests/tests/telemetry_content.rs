@@ -9,12 +9,9 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use agent_core::backends::openai::OpenAiCompatible;
-use agent_core::backends::{HttpConfig, RetryPolicy};
 use agent_core::prelude::*;
-use agent_tests::fake_server::{FakeServer, Reply};
+use agent_tests::fake_server::{FakeServer, Reply, openai_on, quick_retries};
 use serde_json::{Value, json};
 use support::{all_text, attrs, span, with_spans};
 
@@ -53,21 +50,7 @@ fn content_is_recorded_when_asked_and_a_key_never_is() {
             }
         })
         .await;
-        let model = OpenAiCompatible::builder("openai")
-            .unwrap()
-            .model("gpt-4o")
-            .base_url(server.base_url())
-            .api_key(KEY)
-            .http_config(HttpConfig {
-                retry: RetryPolicy {
-                    initial_backoff: Duration::from_millis(1),
-                    max_backoff: Duration::from_millis(5),
-                    ..RetryPolicy::default()
-                },
-                ..Default::default()
-            })
-            .build()
-            .unwrap();
+        let model = openai_on(&server, "gpt-4o", KEY, quick_retries()).unwrap();
         let agent = LlmAgent::builder(Arc::new(model))
             .name("shouter")
             .instructions("Shout the word.")

@@ -11,13 +11,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use agent_core::backends::openai::OpenAiCompatible;
-use agent_core::backends::{HttpConfig, RetryPolicy};
+use agent_core::backends::RetryPolicy;
 use agent_core::prelude::*;
 use agent_core::{ChatModel, ToolErrorKind};
-use agent_tests::fake_server::{FakeServer, Recorded, Reply};
+use agent_tests::fake_server::{FakeServer, Recorded, Reply, openai_on, quick_retries};
 use opentelemetry::trace::{SpanKind, Status};
 use serde_json::json;
 use support::{all_text, attrs, span, with_spans};
@@ -67,19 +65,7 @@ fn two_tools(req: &Recorded, _n: usize) -> Reply {
 }
 
 fn model(server: &FakeServer, retry: RetryPolicy) -> Arc<dyn ChatModel> {
-    Arc::new(
-        OpenAiCompatible::builder("openai")
-            .unwrap()
-            .model("gpt-4o-mini")
-            .base_url(server.base_url())
-            .api_key(KEY)
-            .http_config(HttpConfig {
-                retry,
-                ..Default::default()
-            })
-            .build()
-            .unwrap(),
-    )
+    Arc::new(openai_on(server, "gpt-4o-mini", KEY, retry).unwrap())
 }
 
 fn agent(model: Arc<dyn ChatModel>) -> LlmAgent {
@@ -237,13 +223,9 @@ fn a_rate_limited_request_then_success_marks_the_retry() {
             }
         })
         .await;
-        let retry = RetryPolicy {
-            max_retries: 2,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            ..RetryPolicy::default()
-        };
-        agent(model(&server, retry)).ask("2+3, shout hi").await
+        agent(model(&server, quick_retries()))
+            .ask("2+3, shout hi")
+            .await
     });
     result.unwrap();
     let chats: Vec<_> = spans
@@ -338,12 +320,7 @@ fn no_content_is_recorded_unless_asked_and_no_key_ever() {
             }
         })
         .await;
-        let retry = RetryPolicy {
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            ..RetryPolicy::default()
-        };
-        agent(model(&server, retry))
+        agent(model(&server, quick_retries()))
             .ask("What is 2+3? My secret word is PINEAPPLE.")
             .await
     });

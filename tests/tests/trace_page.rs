@@ -14,14 +14,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use agent_core::backends::openai::OpenAiCompatible;
-use agent_core::backends::{HttpConfig, RetryPolicy};
 use agent_core::prelude::*;
 use agent_core::telemetry::Telemetry;
 use agent_core::telemetry::view::TraceView;
 use agent_core::testing::ScriptedModel;
 use agent_core::{AgentTool, ChatModel};
-use agent_tests::fake_server::{FakeServer, Reply};
+use agent_tests::fake_server::{FakeServer, Reply, openai_on, quick_retries};
 use serde_json::{Value, json};
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -76,21 +74,7 @@ async fn planner_run() -> String {
         Reply::json(200, &body).after(Duration::from_millis(15))
     })
     .await;
-    let planner_model = OpenAiCompatible::builder("openai")
-        .unwrap()
-        .model("gpt-4o-mini")
-        .base_url(server.base_url())
-        .api_key("sk-planner")
-        .http_config(HttpConfig {
-            retry: RetryPolicy {
-                initial_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(5),
-                ..RetryPolicy::default()
-            },
-            ..Default::default()
-        })
-        .build()
-        .unwrap();
+    let planner_model = openai_on(&server, "gpt-4o-mini", "sk-planner", quick_retries()).unwrap();
     let researcher = LlmAgent::builder(Arc::new(
         ScriptedModel::named("gpt-4o")
             .then_tool_call("lookup", json!({"q": "6*7"}))
