@@ -375,7 +375,7 @@ mod tests {
             output_tokens: 100_000,
             cached_input_tokens: 400_000,
             reasoning_tokens: 0,
-            estimated: false,
+            ..Usage::default()
         };
         assert!((prices.cost("m", &usage) - (1.2 + 0.2 + 1.0)).abs() < 1e-9);
         assert_eq!(prices.cost("unknown", &usage), 0.0);

@@ -581,6 +581,25 @@ pub fn kind_for_status(status: u16, body: &ErrorBody) -> ModelErrorKind {
     }
 }
 
+/// Classifies an error that came without a status from the words in its type and code.
+pub(crate) fn kind_from_words(body: &ErrorBody) -> ModelErrorKind {
+    let words = format!(
+        "{} {}",
+        body.kind.as_deref().unwrap_or(""),
+        body.code.as_deref().unwrap_or("")
+    )
+    .to_ascii_lowercase();
+    if words.contains("rate") {
+        ModelErrorKind::RateLimited
+    } else if words.contains("overload") || words.contains("capacity") {
+        ModelErrorKind::Overloaded
+    } else if words.contains("context") {
+        ModelErrorKind::ContextLengthExceeded
+    } else {
+        ModelErrorKind::Server
+    }
+}
+
 /// The wait a response asks for: `retry-after-ms`, else `retry-after` as seconds or as an
 /// HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {

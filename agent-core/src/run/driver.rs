@@ -262,7 +262,6 @@ impl ModelIo<'_> {
         let answered_by = response.model.as_deref().unwrap_or(self.model.model());
         let prices = self.budget.map(|tracker| tracker.prices());
         telemetry::record_chat_response(&span, &response, answered_by, prices);
-        emit.send(|| RunEvent::Usage(usage));
         let over = self.budget.and_then(|tracker| {
             let recorded = tracker.record_model_call(answered_by, &usage);
             recorded.err().map(|exceeded| overrun(tracker, exceeded))
@@ -312,8 +311,12 @@ async fn call_model(
         match event? {
             StreamEvent::TextDelta(text) => emit.send(|| RunEvent::TextDelta(text)),
             StreamEvent::ReasoningDelta(text) => emit.send(|| RunEvent::ReasoningDelta(text)),
-            StreamEvent::ToolCallStarted { index, name, .. } => {
-                emit.send(|| RunEvent::ToolCallStreamed { index, name })
+            StreamEvent::ToolCallStarted { index, id, name } => {
+                emit.send(|| RunEvent::ToolCallStreamed {
+                    index,
+                    call_id: id,
+                    name,
+                })
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 emit.send(|| RunEvent::ToolArgumentsDelta { index, arguments })

@@ -399,6 +399,11 @@ fn messages_json(messages: &[Message]) -> (Option<Value>, Value) {
                             };
                             json!({"type": "uri", "modality": "image", "uri": uri})
                         }
+                        // The bytes stay out of the trace: only what kind of file it was.
+                        ContentPart::Document {
+                            media_type, name, ..
+                        } => json!({"type": "blob", "modality": "document",
+                                    "mime_type": media_type, "name": name}),
                     })
                     .collect();
                 input.push(json!({"role": "user", "parts": parts}));
