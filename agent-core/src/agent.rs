@@ -607,6 +607,7 @@ impl LlmAgent {
                 Err(error) => break Err(error),
             };
             if result.stop_reason == StopReason::AwaitingApproval {
+                spans::record_agent_end(&span, Ok(&result), tracker.as_deref().map(|t| t.prices()));
                 return Ok(result);
             }
             match self.check_output(&result.text) {
@@ -649,7 +650,11 @@ impl LlmAgent {
             let in_store = session.filter(|_| self.memory_is_store);
             finish_durable(log, &mut state, &outcome, in_store).await?;
         }
-        spans::record_agent_end(&span, &outcome, tracker.as_deref().map(|t| t.prices()));
+        spans::record_agent_end(
+            &span,
+            outcome.as_ref(),
+            tracker.as_deref().map(|t| t.prices()),
+        );
         let result = outcome?;
         if let (Some(memory), Some(session)) = (separate_memory, session) {
             memory.append(session, &result.new_messages).await?;

@@ -72,7 +72,7 @@ pub(crate) fn agent_span(
 /// agents have spans of their own), its turns, and the error type if it failed.
 pub(crate) fn record_agent_end(
     span: &Span,
-    outcome: &Result<RunResult, AgentError>,
+    outcome: Result<&RunResult, &AgentError>,
     prices: Option<&Prices>,
 ) {
     if span.is_disabled() {
