@@ -23,6 +23,7 @@ use crate::run::{
     RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
     ToolInvocation, drive_with, new_run_id,
 };
+use crate::telemetry::spans;
 use crate::tool::{
     ApprovalPolicy, SideEffect, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource,
 };
@@ -568,13 +569,7 @@ impl LlmAgent {
             log,
             session,
         } = run;
-        let span = tracing::info_span!(
-            "invoke_agent",
-            gen_ai.operation.name = "invoke_agent",
-            gen_ai.agent.name = %self.name,
-            gen_ai.conversation.id = session.unwrap_or(""),
-            run.id = state.run_id(),
-        );
+        let span = spans::agent_span(&self.name, self.model.as_ref(), session, state.run_id());
         let tools = self.tools();
         let tracker = ctx
             .budget
@@ -612,6 +607,7 @@ impl LlmAgent {
                 Err(error) => break Err(error),
             };
             if result.stop_reason == StopReason::AwaitingApproval {
+                spans::record_agent_end(&span, Ok(&result), tracker.as_deref().map(|t| t.prices()));
                 return Ok(result);
             }
             match self.check_output(&result.text) {
@@ -654,6 +650,11 @@ impl LlmAgent {
             let in_store = session.filter(|_| self.memory_is_store);
             finish_durable(log, &mut state, &outcome, in_store).await?;
         }
+        spans::record_agent_end(
+            &span,
+            outcome.as_ref(),
+            tracker.as_deref().map(|t| t.prices()),
+        );
         let result = outcome?;
         if let (Some(memory), Some(session)) = (separate_memory, session) {
             memory.append(session, &result.new_messages).await?;

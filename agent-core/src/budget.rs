@@ -198,6 +198,11 @@ impl BudgetTracker {
         Self::with_prices(budget, Prices::default())
     }
 
+    /// The price table costs are counted at.
+    pub(crate) fn prices(&self) -> &Prices {
+        &self.prices
+    }
+
     /// A tracker with its own price table.
     pub fn with_prices(budget: Budget, prices: Prices) -> Self {
         BudgetTracker {

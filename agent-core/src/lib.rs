@@ -50,6 +50,7 @@ pub mod resilience;
 pub mod run;
 pub mod schema;
 pub mod secret;
+pub mod telemetry;
 pub mod testing;
 pub mod tool;
 

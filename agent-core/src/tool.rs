@@ -438,6 +438,12 @@ struct ToolEntry {
     validator: ArgumentValidator,
 }
 
+impl ToolEntry {
+    fn tool_description(&self) -> Option<&str> {
+        Some(self.tool.description()).filter(|d| !d.is_empty())
+    }
+}
+
 /// The tools of an agent: unique names, schemas compiled once, calls checked and contained.
 ///
 /// ```
@@ -591,6 +597,13 @@ impl ToolSet {
         self.index.get(name).map(|&i| self.entries[i].meta)
     }
 
+    /// The description of a tool, by name (for its span).
+    pub(crate) fn description(&self, name: &str) -> Option<&str> {
+        self.index
+            .get(name)
+            .and_then(|&i| self.entries[i].tool_description())
+    }
+
     /// Checks a model's call before anything runs: the tool exists, the arguments are valid
     /// JSON, an object, and match the schema. Returns the parsed arguments, or an error whose
     /// message tells the model exactly what to fix.
@@ -722,7 +735,10 @@ async fn contained(
         let call = async move { tool.call(args, &ctx).await };
         return futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(call)).await;
     }
-    let mut task = AbortOnDrop(tokio::spawn(async move { tool.call(args, &ctx).await }));
+    // The task goes on in the caller's span (the call's `execute_tool`), so what the tool
+    // traces, an agent used as a tool included, nests under it.
+    let call = async move { tool.call(args, &ctx).await };
+    let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(call)));
     match (&mut task.0).await {
         Ok(result) => Ok(result),
         Err(error) => match error.try_into_panic() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, field};
+use tracing::Instrument;
 
 use super::RunLimits;
 use super::control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
@@ -25,6 +25,7 @@ use crate::durable::{RunLog, RunStatus};
 use crate::error::{ModelError, ModelErrorKind, ToolError, ToolErrorKind};
 use crate::message::{ToolCall, ToolResult};
 use crate::model::{ChatModel, ChatRequest, ChatResponse, StreamEvent};
+use crate::telemetry::spans as telemetry;
 use crate::tool::{SideEffect, ToolContext, ToolSet};
 
 /// Runs a state machine to its end: calls the model, runs the tools, feeds the outcomes back.
@@ -231,16 +232,7 @@ impl ModelIo<'_> {
             return Input::OverBudget(overrun(tracker, exceeded));
         }
         emit.send(|| RunEvent::TurnStarted { turn });
-        let span = tracing::info_span!(
-            "chat",
-            gen_ai.operation.name = "chat",
-            gen_ai.provider.name = self.model.provider(),
-            gen_ai.request.model = self.model.model(),
-            gen_ai.response.model = field::Empty,
-            gen_ai.usage.input_tokens = field::Empty,
-            gen_ai.usage.output_tokens = field::Empty,
-            gen_ai.response.finish_reasons = field::Empty,
-        );
+        let span = telemetry::chat_span(self.model, request, turn, self.stream);
         let call = async {
             tokio::select! {
                 biased;
@@ -251,6 +243,7 @@ impl ModelIo<'_> {
         let response = match call.instrument(span.clone()).await {
             None => return Input::Cancelled,
             Some(Err(error)) => {
+                telemetry::record_chat_error(&span, &error);
                 tracing::warn!(parent: &span, error = %error, "model call failed");
                 return Input::ModelFailed(error);
             }
@@ -265,19 +258,11 @@ impl ModelIo<'_> {
             }
         };
         let usage = response.usage;
-        span.record(
-            "gen_ai.response.model",
-            response.model.as_deref().unwrap_or(self.model.model()),
-        );
-        span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
-        span.record(
-            "gen_ai.response.finish_reasons",
-            field::debug(&response.finish_reason),
-        );
+        // A fallback's answer is priced at the model that gave it.
+        let answered_by = response.model.as_deref().unwrap_or(self.model.model());
+        let prices = self.budget.map(|tracker| tracker.prices());
+        telemetry::record_chat_response(&span, &response, answered_by, prices);
         let over = self.budget.and_then(|tracker| {
-            // A fallback's answer is priced at the model that gave it.
-            let answered_by = response.model.as_deref().unwrap_or(self.model.model());
             let recorded = tracker.record_model_call(answered_by, &usage);
             recorded.err().map(|exceeded| overrun(tracker, exceeded))
         });
@@ -609,13 +594,8 @@ impl<'a> ToolRunner<'a> {
             name,
             args,
         } = invocation;
-        let span = tracing::info_span!(
-            "execute_tool",
-            gen_ai.operation.name = "execute_tool",
-            gen_ai.tool.name = %name,
-            gen_ai.tool.call.id = %call_id,
-            error.type = field::Empty,
-        );
+        let description = self.tools.description(&name);
+        let span = telemetry::tool_span(&name, &call_id, description, self.turn, &args);
         let ctx = ToolContext {
             run_id: self.run_id.clone(),
             agent: self.agent.clone(),
@@ -630,8 +610,8 @@ impl<'a> ToolRunner<'a> {
             .invoke(&name, args, ctx, self.limits.tool_timeout)
             .instrument(span.clone())
             .await;
+        telemetry::record_tool_result(&span, &result);
         if let Err(error) = &result {
-            span.record("error.type", field::debug(error.kind));
             tracing::warn!(
                 parent: &span,
                 kind = ?error.kind,
