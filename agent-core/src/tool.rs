@@ -775,19 +775,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 const MAX_ARGUMENT_NESTING: usize = 64;
 
 /// The deepest nesting of objects and arrays in `value` (a scalar is 0), without recursion.
+/// How deep a value nests (0 for a scalar). Recursive: the arguments it measures come from
+/// the JSON parser, which stops at 128 levels, so the recursion is bounded; it allocates
+/// nothing.
 fn nesting(value: &Value) -> usize {
-    let mut deepest = 0;
-    let mut stack = vec![(value, 0)];
-    while let Some((value, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Object(map) => Box::new(map.values()),
-            Value::Array(items) => Box::new(items.iter()),
-            _ => continue,
-        };
-        deepest = deepest.max(depth + 1);
-        stack.extend(children.map(|child| (child, depth + 1)));
+    match value {
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        _ => 0,
     }
-    deepest
 }
 
 fn json_kind(v: &Value) -> &'static str {
