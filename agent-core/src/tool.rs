@@ -418,7 +418,7 @@ where
         &self.description
     }
     fn parameters(&self) -> Value {
-        schema_for::<A>()
+        schema_of::<A>()
     }
     fn meta(&self) -> ToolMeta {
         self.meta
@@ -435,8 +435,100 @@ where
 struct ToolEntry {
     tool: Arc<dyn Tool>,
     meta: ToolMeta,
-    validator: ArgumentValidator,
+    validator: Arc<ArgumentValidator>,
 }
+
+/// The schema of an argument type, generated once per type in the process (a program has
+/// as many as it has types, so the cache is bounded by the code): an agent built per
+/// request does not run schemars again.
+fn schema_of<A: JsonSchema + 'static>() -> Value {
+    static SCHEMAS: std::sync::Mutex<Vec<(std::any::TypeId, Value)>> =
+        std::sync::Mutex::new(Vec::new());
+    let id = std::any::TypeId::of::<A>();
+    // A poisoned lock only means a panic elsewhere; the list is still whole.
+    if let Some((_, schema)) = SCHEMAS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(t, _)| *t == id)
+    {
+        return schema.clone();
+    }
+    let schema = schema_for::<A>();
+    SCHEMAS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((id, schema.clone()));
+    schema
+}
+
+/// A checked schema: normalised, its top level an object, compiled.
+type CheckedSchema = (Value, Arc<ArgumentValidator>);
+
+/// Normalises and compiles a tool's schema, or takes both from the process's cache of the
+/// last [`KEPT_SCHEMAS`] distinct schemas (keyed by their JSON text), so that tool sets built
+/// again and again (an agent per request) compile nothing. Errors are not cached.
+fn checked_schema(name: &str, raw: Value) -> Result<CheckedSchema, ToolSetError> {
+    static CACHE: std::sync::Mutex<SchemaCache> = std::sync::Mutex::new(SchemaCache {
+        entries: Vec::new(),
+        capacity: KEPT_SCHEMAS,
+    });
+    let key = raw.to_string();
+    // A poisoned lock only means a panic elsewhere; the list is still whole.
+    if let Some(hit) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(hit);
+    }
+    let parameters = try_normalize(raw).map_err(|e| ToolSetError::InvalidSchema {
+        tool: name.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if parameters.get("type").and_then(Value::as_str) != Some("object") {
+        return Err(ToolSetError::InvalidSchema {
+            tool: name.to_owned(),
+            reason: "the top level must be `\"type\": \"object\"`".into(),
+        });
+    }
+    let validator =
+        ArgumentValidator::new(&parameters).map_err(|reason| ToolSetError::InvalidSchema {
+            tool: name.to_owned(),
+            reason,
+        })?;
+    let checked = (parameters, Arc::new(validator));
+    CACHE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .put(key, checked.clone());
+    Ok(checked)
+}
+
+/// Compiled schemas by their JSON text, the oldest dropped past `capacity`.
+struct SchemaCache {
+    entries: Vec<(String, CheckedSchema)>,
+    capacity: usize,
+}
+
+impl SchemaCache {
+    fn get(&self, key: &str) -> Option<CheckedSchema> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, checked)| checked.clone())
+    }
+
+    fn put(&mut self, key: String, checked: CheckedSchema) {
+        if self.get(&key).is_some() {
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            // The oldest goes: a stream of new schemas (an MCP server's) cannot grow it.
+            self.entries.remove(0);
+        }
+        self.entries.push((key, checked));
+    }
+}
+
+/// How many distinct tool schemas the process keeps compiled.
+const KEPT_SCHEMAS: usize = 128;
 
 impl ToolEntry {
     fn tool_description(&self) -> Option<&str> {
@@ -488,23 +580,7 @@ impl ToolSet {
             if index.contains_key(&name) {
                 return Err(ToolSetError::DuplicateName(name));
             }
-            let parameters =
-                try_normalize(tool.parameters()).map_err(|e| ToolSetError::InvalidSchema {
-                    tool: name.clone(),
-                    reason: e.to_string(),
-                })?;
-            if parameters.get("type").and_then(Value::as_str) != Some("object") {
-                return Err(ToolSetError::InvalidSchema {
-                    tool: name,
-                    reason: "the top level must be `\"type\": \"object\"`".into(),
-                });
-            }
-            let validator = ArgumentValidator::new(&parameters).map_err(|reason| {
-                ToolSetError::InvalidSchema {
-                    tool: name.clone(),
-                    reason,
-                }
-            })?;
+            let (parameters, validator) = checked_schema(&name, tool.parameters())?;
             let meta = tool.meta();
             let examples = tool.examples();
             for (i, example) in examples.iter().enumerate() {
@@ -813,4 +889,79 @@ fn valid_tool_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod schema_cache_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A tool with a given schema, for the cache.
+    struct Schema(&'static str, Value);
+
+    #[async_trait]
+    impl Tool for Schema {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn description(&self) -> &str {
+            "a schema"
+        }
+        fn parameters(&self) -> Value {
+            self.1.clone()
+        }
+        async fn call(&self, _args: Value, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
+            Ok(ToolOutput::from("ok"))
+        }
+    }
+
+    fn set(name: &'static str, schema: Value) -> Result<ToolSet, ToolSetError> {
+        ToolSet::new([Arc::new(Schema(name, schema)) as Arc<dyn Tool>])
+    }
+
+    #[test]
+    fn tool_sets_built_again_share_one_compiled_schema() {
+        let schema = json!({"type": "object", "properties": {
+            "only_in_the_cache_test": {"type": "integer", "minimum": 3}}});
+        let a = set("a", schema.clone()).unwrap();
+        let b = set("b", schema).unwrap();
+        assert!(Arc::ptr_eq(
+            &a.entries[0].validator,
+            &b.entries[0].validator
+        ));
+        assert_eq!(a.specs()[0].parameters, b.specs()[0].parameters);
+        // The shared validator still judges each set's calls.
+        let call = ToolCall::new("id", "b", &json!({"only_in_the_cache_test": 2}));
+        assert!(b.check_call(&call).is_err());
+    }
+
+    #[test]
+    fn an_invalid_schema_is_refused_every_time() {
+        for _ in 0..2 {
+            let error = set("bad", json!({"type": "array"})).unwrap_err();
+            assert!(
+                matches!(error, ToolSetError::InvalidSchema { .. }),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cache_keeps_at_most_its_capacity_and_drops_the_oldest() {
+        let mut cache = SchemaCache {
+            entries: Vec::new(),
+            capacity: 3,
+        };
+        let checked = || {
+            let schema = json!({"type": "object"});
+            let validator = Arc::new(ArgumentValidator::new(&schema).unwrap());
+            (schema, validator)
+        };
+        for key in ["a", "b", "c", "a", "d"] {
+            cache.put(key.to_owned(), checked());
+        }
+        let keys: Vec<&str> = cache.entries.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["b", "c", "d"]);
+        assert!(cache.get("a").is_none());
+    }
 }
