@@ -19,7 +19,7 @@ use crate::message::Message;
 use crate::model::ChatModel;
 use crate::output::OutputSpec;
 use crate::run::{
-    AgentError, Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings, RunContext,
+    AgentError, Approval, Budget, BudgetTracker, EventSink, Prices, Input, ModelSettings, RunContext,
     RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
     ToolInvocation, drive_with, new_run_id,
 };
@@ -76,6 +76,7 @@ pub struct LlmAgent {
     output_guardrails: Vec<OutputGuardrail>,
     max_output_retries: u32,
     budget: Option<Budget>,
+    prices: Option<Prices>,
     store: Option<Arc<dyn RunStore>>,
     /// Whether `memory` is the store itself (then a finished run reaches its session in the
     /// store's final commit, atomically, instead of through `Memory::append`).
@@ -181,6 +182,7 @@ impl LlmAgent {
             max_output_retries: 2,
             approval_policy: None,
             budget: None,
+            prices: None,
             store: None,
             interrupted: InterruptedCalls::default(),
         }
@@ -529,10 +531,19 @@ impl LlmAgent {
             run.id = state.run_id(),
         );
         let tools = self.tools();
-        let tracker = ctx
-            .budget
-            .clone()
-            .or_else(|| self.budget.clone().map(|b| Arc::new(BudgetTracker::new(b))));
+        // The agent's own budget sits under the one the run brings (a parent run's, or the
+        // caller's shared one): both apply, and spending counts in both.
+        let tracker = match (&ctx.budget, &self.budget) {
+            (Some(parent), Some(own)) => {
+                Some(Arc::new(BudgetTracker::child(parent.clone(), own.clone())))
+            }
+            (Some(shared), None) => Some(shared.clone()),
+            (None, Some(own)) => Some(Arc::new(BudgetTracker::with_prices(
+                own.clone(),
+                self.prices.clone().unwrap_or_default(),
+            ))),
+            (None, None) => None,
+        };
         if let Some(tracker) = &tracker
             && state.turns() > 0
             && log.is_some()
@@ -865,6 +876,7 @@ pub struct LlmAgentBuilder {
     max_output_retries: u32,
     approval_policy: Option<ApprovalPolicy>,
     budget: Option<Budget>,
+    prices: Option<Prices>,
     store: Option<Arc<dyn RunStore>>,
     interrupted: InterruptedCalls,
 }
@@ -898,10 +910,18 @@ impl LlmAgentBuilder {
         self
     }
 
-    /// Gives every run of this agent a budget of its own (unless the run's context brings a
-    /// shared one, which then applies instead).
+    /// Gives every run of this agent a budget of its own. When the run's context brings a
+    /// budget too (a caller's shared one, or the parent run's when this agent is a tool),
+    /// this one sits under it: both limits apply, and spending counts in both.
     pub fn budget(mut self, budget: Budget) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// The price table of this agent's own [`budget`](Self::budget) (default:
+    /// [`Prices::default`]). A budget the run's context brings prices with its own table.
+    pub fn prices(mut self, prices: Prices) -> Self {
+        self.prices = Some(prices);
         self
     }
 
@@ -1140,6 +1160,7 @@ impl LlmAgentBuilder {
             output_guardrails: self.output_guardrails,
             max_output_retries: self.max_output_retries,
             budget: self.budget,
+            prices: self.prices,
         })
     }
 }

@@ -147,11 +147,7 @@ async fn the_cost_budget_uses_the_price_table_and_is_shared_with_nested_runs() {
     let mut prices = Prices::empty();
     prices.set(
         "scripted",
-        Price {
-            input_per_mtok: 1.0,
-            output_per_mtok: 1.0,
-            cached_input_per_mtok: 1.0,
-        },
+        Price::new(1.0, 1.0),
     );
     let tracker = Arc::new(BudgetTracker::with_prices(
         Budget {

@@ -91,6 +91,18 @@ pub enum RunEvent {
     },
     /// Tokens used by the model call that just ended.
     Usage(Usage),
+    /// What the model call that just ended cost, priced at the model that answered (with
+    /// the run's budget's price table, else the default one).
+    ModelCallCost {
+        /// The call's turn.
+        turn: u32,
+        /// The model that answered.
+        model: String,
+        /// Its tokens.
+        usage: Usage,
+        /// US dollars; `None` when the model has no price (unknown, not free).
+        cost_usd: Option<f64>,
+    },
     /// A model call ended.
     TurnFinished {
         /// Its number.

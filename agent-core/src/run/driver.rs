@@ -20,7 +20,7 @@ use super::outcome::{AgentError, RunResult};
 use super::state::{
     Action, BudgetOverrun, Input, RunState, ToolInvocation, ToolOutcome, Veto, cap_tool_result,
 };
-use crate::budget::{BudgetTracker, Exceeded};
+use crate::budget::{BudgetTracker, Exceeded, Refusal, default_prices};
 use crate::durable::{RunLog, RunStatus};
 use crate::error::{ModelError, ModelErrorKind, ToolError, ToolErrorKind};
 use crate::message::{ToolCall, ToolResult};
@@ -97,7 +97,7 @@ pub async fn drive_with(
     let models = ModelIo {
         model,
         hooks,
-        budget: budget.as_deref(),
+        budget: budget.as_ref(),
         cancel,
         stream: state.settings().stream,
     };
@@ -164,8 +164,9 @@ pub async fn drive_with(
                     .await
             }
             Action::WrapUp(request) => {
+                let budgeted = !state.is_budget_wrap_up();
                 models
-                    .call(&request, false, state.turns() + 1, emit.reborrow())
+                    .call(&request, budgeted, state.turns() + 1, emit.reborrow())
                     .await
             }
             Action::RunTools { run, refused } => {
@@ -201,7 +202,7 @@ fn overrun(tracker: &BudgetTracker, exceeded: Exceeded) -> BudgetOverrun {
 struct ModelIo<'a> {
     model: &'a dyn ChatModel,
     hooks: &'a [Arc<dyn RunHooks>],
-    budget: Option<&'a BudgetTracker>,
+    budget: Option<&'a Arc<BudgetTracker>>,
     cancel: &'a CancellationToken,
     stream: bool,
 }
@@ -224,12 +225,26 @@ impl ModelIo<'_> {
                 return Input::Stopped(reason);
             }
         }
-        if budgeted
-            && let Some(tracker) = self.budget
-            && let Err(exceeded) = tracker.check_model_call(self.model.model(), request)
-        {
-            return Input::OverBudget(overrun(tracker, exceeded));
-        }
+        // The ledger holds the call's worst case until it is settled below (a call that is
+        // not made drops its reservation, which releases it). The wrap-up call is never
+        // refused, but it is booked.
+        let reservation = match self.budget {
+            Some(tracker) => match tracker.reserve(self.model.model(), request) {
+                Ok(reservation) => Some(reservation),
+                Err(Refusal::Unpriced { model }) => {
+                    let refusal = Refusal::Unpriced { model: model.clone() };
+                    return Input::ModelFailed(
+                        ModelError::new(ModelErrorKind::Configuration, refusal.to_string())
+                            .with_provider(self.model.provider(), model),
+                    );
+                }
+                Err(Refusal::Exceeded(exceeded)) if budgeted => {
+                    return Input::OverBudget(overrun(tracker, exceeded));
+                }
+                Err(Refusal::Exceeded(_)) => None,
+            },
+            None => None,
+        };
         emit.send(|| RunEvent::TurnStarted { turn });
         let span = tracing::info_span!(
             "chat",
@@ -276,11 +291,23 @@ impl ModelIo<'_> {
             field::debug(&response.finish_reason),
         );
         emit.send(|| RunEvent::Usage(usage));
+        // A fallback's answer is priced at the model that gave it.
+        let answered_by = response.model.as_deref().unwrap_or(self.model.model());
         let over = self.budget.and_then(|tracker| {
-            // A fallback's answer is priced at the model that gave it.
-            let answered_by = response.model.as_deref().unwrap_or(self.model.model());
-            let recorded = tracker.record_model_call(answered_by, &usage);
-            recorded.err().map(|exceeded| overrun(tracker, exceeded))
+            let booked = match reservation {
+                Some(reservation) => reservation.settle(answered_by, &usage),
+                None => tracker.record_model_call(answered_by, &usage),
+            };
+            booked.err().map(|exceeded| overrun(tracker, exceeded))
+        });
+        emit.send(|| {
+            let prices = self.budget.map_or(default_prices(), |t| t.prices());
+            RunEvent::ModelCallCost {
+                turn,
+                model: answered_by.to_owned(),
+                usage,
+                cost_usd: prices.cost(answered_by, &usage),
+            }
         });
         emit.send(|| RunEvent::TurnFinished { turn, usage });
         let mut veto = over.map(Veto::OverBudget);

@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::model::{ResponseFormat, ToolChoice};
 
 pub use crate::budget::{
-    Budget, BudgetKind, BudgetTracker, Exceeded, OnBudgetExceeded, Price, Prices, Spent,
+    Budget, BudgetKind, BudgetTracker, Exceeded, OnBudgetExceeded, Price, Prices, Refusal,
+    Reservation, Spent,
 };
 pub use approval::{Approval, Interruption, PendingApproval};
 pub use control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};

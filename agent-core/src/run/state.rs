@@ -100,8 +100,9 @@ pub struct BudgetOverrun {
 pub enum Action {
     /// Check the budget for this request, then call the model with it.
     CallModel(ChatRequest),
-    /// The wrap-up call: tools disabled, for the best answer so far. Not checked against the
-    /// budget (it may go over by this one call).
+    /// The wrap-up call: tools disabled, for the best answer so far. Checked against the
+    /// budget like any call, unless a budget that ran out asked for it (then it may go over
+    /// by this one call).
     WrapUp(ChatRequest),
     /// Check the budget for `run.len()` tool calls, then run them (already checked against
     /// their schemas) and report each outcome as it finishes with [`Input::ToolFinished`].
@@ -529,6 +530,12 @@ impl RunState {
         self.usage
     }
 
+    /// Whether the next model call is the wrap-up call of a budget that ran out (the one
+    /// call a budget does not refuse).
+    pub(crate) fn is_budget_wrap_up(&self) -> bool {
+        self.phase == (Phase::WrapUp { budget: true })
+    }
+
     /// Whether the run is over (finished, failed or cancelled).
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done
@@ -641,7 +648,9 @@ impl RunState {
     /// A budget ran out: fail, or make the next model call the wrap-up call (open calls are
     /// answered with why they were not run). The wrap-up call itself is never refused.
     fn on_over_budget(&mut self, tools: &ToolSet, overrun: BudgetOverrun) -> Action {
-        if matches!(self.phase, Phase::WrapUp { .. }) {
+        // The budget's own wrap-up call goes ahead; the turn limit's is refused like any
+        // other call (a cap binds it too).
+        if self.phase == (Phase::WrapUp { budget: true }) {
             return self.next_action(tools);
         }
         let kind = overrun.exceeded.kind;
