@@ -19,7 +19,8 @@ use crate::message::Message;
 use crate::model::ChatModel;
 use crate::output::OutputSpec;
 use crate::run::{
-    AgentError, Approval, Budget, BudgetTracker, EventSink, Prices, Input, ModelSettings, RunContext,
+    AgentError, AgentUsage, Approval, Budget, BudgetTracker, EventSink, Input, NestedLink, Prices,
+    SubAgentRun, ModelSettings, RunContext,
     RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
     ToolInvocation, drive_with, new_run_id,
 };
@@ -42,6 +43,22 @@ pub trait Agent: Send + Sync {
 
     /// Runs the task to its end.
     async fn run(&self, input: &str, ctx: &RunContext) -> Result<RunResult, AgentError>;
+
+    /// Continues a run of this agent that paused for approval, with a human's decisions by
+    /// call id (how an [`AgentTool`] resumes its nested run). By default the agent cannot:
+    /// [`AgentError::InvalidState`].
+    async fn resume_with_approvals(
+        &self,
+        state: RunState,
+        decisions: Vec<(String, Approval)>,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        let _ = (state, decisions, ctx);
+        Err(AgentError::InvalidState(format!(
+            "the agent `{}` cannot resume a paused run",
+            self.name()
+        )))
+    }
 }
 
 /// The standard agent: a model, instructions, tools, optional memory and limits, run by the
@@ -514,7 +531,7 @@ impl LlmAgent {
         mut state: RunState,
         run: Continue<'_>,
         ctx: &RunContext,
-        mut emit: EventSink<'_>,
+        emit: EventSink<'_>,
         answer_check: Option<&AnswerCheck<'_>>,
     ) -> Result<RunResult, AgentError> {
         let Continue {
@@ -523,6 +540,18 @@ impl LlmAgent {
             log,
             session,
         } = run;
+        // A nested run (an agent used as a tool) sends its events to the run above it.
+        let mut relay = |event: RunEvent| {
+            if let Some(relay) = &ctx.relay {
+                relay.send(event);
+            }
+        };
+        let mut given = emit;
+        let mut emit = if !given.is_listening() && ctx.relay.is_some() {
+            EventSink::new(&mut relay)
+        } else {
+            given.reborrow()
+        };
         let span = tracing::info_span!(
             "invoke_agent",
             gen_ai.operation.name = "invoke_agent",
@@ -850,6 +879,15 @@ impl Agent for LlmAgent {
         self.run_with_events(input, ctx, EventSink::none(), None)
             .await
     }
+
+    async fn resume_with_approvals(
+        &self,
+        state: RunState,
+        decisions: Vec<(String, Approval)>,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        LlmAgent::resume_with_approvals(self, state, decisions, ctx).await
+    }
 }
 
 /// Builds an [`LlmAgent`].
@@ -1165,8 +1203,16 @@ impl LlmAgentBuilder {
     }
 }
 
-/// Any [`Agent`] as a tool: the model passes a task as `input`, the agent's final answer
-/// comes back as the result. The inner run shares the outer run's cancellation and budget.
+/// Any [`Agent`] as a tool: the model passes a task, the agent's final answer comes back
+/// as the result. The nested run shares the outer run's cancellation, and spends from its
+/// budget (an agent with a budget of its own gets it under the outer one: both apply).
+///
+/// What the outer run takes in: the nested run's usage, in its
+/// [`RunResult::usage`](crate::RunResult::usage) and, per sub-agent, in
+/// [`RunResult::sub_agents`](crate::RunResult::sub_agents); its events, as
+/// [`RunEvent::SubAgent`] tagged with the agent's name and depth; and its approval pause,
+/// which pauses the outer run with the nested calls (ids `<outer call id>/<nested call
+/// id>`) and resumes as one with [`LlmAgent::resume_with_approvals`].
 ///
 /// ```
 /// use std::sync::Arc;
@@ -1184,6 +1230,9 @@ impl LlmAgentBuilder {
 #[derive(Clone)]
 pub struct AgentTool {
     agent: Arc<dyn Agent>,
+    /// The arguments' schema; `None`: `{"input": string}`.
+    schema: Option<Value>,
+    parallel: bool,
 }
 
 impl fmt::Debug for AgentTool {
@@ -1195,13 +1244,53 @@ impl fmt::Debug for AgentTool {
 }
 
 impl AgentTool {
-    /// Wraps an agent. Fails when the agent has no description: the calling model reads
-    /// it to decide when to delegate, so an empty one is a mistake, not a default.
+    /// Wraps an agent; the model passes the task as a string, `input`. Fails when the agent
+    /// has no description: the calling model reads it to decide when to delegate, so an
+    /// empty one is a mistake, not a default.
     pub fn new(agent: Arc<dyn Agent>) -> Result<Self, ToolSetError> {
         if agent.description().trim().is_empty() {
             return Err(ToolSetError::MissingDescription(agent.name().to_owned()));
         }
-        Ok(AgentTool { agent })
+        Ok(AgentTool {
+            agent,
+            schema: None,
+            parallel: false,
+        })
+    }
+
+    /// Wraps an agent whose input is a struct: the model fills in `T`'s fields (checked
+    /// against its schema, like any tool's arguments), and the agent reads them as JSON.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use agent_core::{AgentTool, LlmAgent, testing::ScriptedModel};
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Research {
+    ///     /// What to find out.
+    ///     question: String,
+    ///     /// How many sources at most.
+    ///     max_sources: u32,
+    /// }
+    /// let researcher = LlmAgent::builder(Arc::new(ScriptedModel::new()))
+    ///     .name("researcher")
+    ///     .description("Finds sources.")
+    ///     .build()
+    ///     .unwrap();
+    /// let tool = AgentTool::typed::<Research>(Arc::new(researcher)).unwrap();
+    /// ```
+    pub fn typed<T: schemars::JsonSchema>(agent: Arc<dyn Agent>) -> Result<Self, ToolSetError> {
+        let mut tool = Self::new(agent)?;
+        tool.schema = Some(crate::schema::schema_for::<T>());
+        Ok(tool)
+    }
+
+    /// Lets calls of this agent run at the same time as other parallel-safe calls of the
+    /// same turn (default: one at a time). The nested runs then spend from the shared
+    /// budget together; the ledger keeps them within it.
+    #[must_use]
+    pub fn parallel(mut self, parallel: bool) -> Self {
+        self.parallel = parallel;
+        self
     }
 }
 
@@ -1221,31 +1310,95 @@ impl Tool for AgentTool {
     }
 
     fn parameters(&self) -> Value {
-        serde_json::json!({
-            "type": "object",
-            "properties": {
-                "input": {"type": "string", "description": "The task for this agent, stated completely."}
-            },
-            "required": ["input"]
-        })
+        match &self.schema {
+            Some(schema) => schema.clone(),
+            None => serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "input": {"type": "string", "description": "The task for this agent, stated completely."}
+                },
+                "required": ["input"]
+            }),
+        }
     }
 
     fn meta(&self) -> ToolMeta {
-        ToolMeta::side_effecting()
+        let mut meta = ToolMeta::side_effecting();
+        meta.parallel_safe = self.parallel;
+        meta
+    }
+
+    fn nests_runs(&self) -> bool {
+        true
     }
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let args: AgentToolArgs = serde_json::from_value(args)
-            .map_err(|e| ToolError::invalid_arguments(e.to_string()))?;
+        let name = self.agent.name();
+        let link = NestedLink::of(ctx);
         let mut run_ctx = RunContext::new().with_cancel(ctx.cancel.child_token());
         // A nested run spends from the same budget.
         run_ctx.budget = ctx.budget.clone();
-        match self.agent.run(&args.input, &run_ctx).await {
-            Ok(result) => Ok(ToolOutput::Text(result.text)),
-            Err(e) => Err(ToolError::failed(format!(
-                "The agent `{}` could not complete the task: {e}",
-                self.agent.name()
-            ))),
+        if let Some(relay) = link.and_then(|l| l.relay_for(name)) {
+            run_ctx = run_ctx.with_relay(relay);
+        }
+        let outcome = match link.and_then(NestedLink::take_resume) {
+            Some(resume) => {
+                self.agent
+                    .resume_with_approvals(resume.state, resume.decisions, &run_ctx)
+                    .await
+            }
+            None => {
+                let input = match &self.schema {
+                    Some(_) => args.to_string(),
+                    None => {
+                        serde_json::from_value::<AgentToolArgs>(args)
+                            .map_err(|e| ToolError::invalid_arguments(e.to_string()))?
+                            .input
+                    }
+                };
+                self.agent.run(&input, &run_ctx).await
+            }
+        };
+        match outcome {
+            Ok(mut result) => {
+                let usage = result.usage_tree(name);
+                let paused = result.interruption.take();
+                let Some(link) = link else {
+                    if paused.is_some() {
+                        return Err(ToolError::failed(format!(
+                            "The agent `{name}` paused for approval, and this call cannot \
+                             pause: run it as a tool of an agent's run"
+                        )));
+                    }
+                    return Ok(ToolOutput::Text(result.text));
+                };
+                let waiting = paused.is_some();
+                link.report(SubAgentRun { usage, paused });
+                if waiting {
+                    // The run waits for the decisions; this result is not the call's.
+                    return Ok(ToolOutput::Text(format!(
+                        "`{name}` is waiting for approval."
+                    )));
+                }
+                Ok(ToolOutput::Text(result.text))
+            }
+            Err(e) => {
+                // What the nested run spent before it failed still counts.
+                if let (Some(link), Some(partial)) = (link, e.partial()) {
+                    link.report(SubAgentRun {
+                        usage: AgentUsage {
+                            agent: name.to_owned(),
+                            turn_usage: vec![partial.usage],
+                            turn_models: vec![String::new()],
+                            sub_agents: Vec::new(),
+                        },
+                        paused: None,
+                    });
+                }
+                Err(ToolError::failed(format!(
+                    "The agent `{name}` could not complete the task: {e}"
+                )))
+            }
         }
     }
 }

@@ -128,6 +128,9 @@ pub struct ToolContext {
     pub cancel: CancellationToken,
     /// The run's budget, for tools that start runs of their own (agents as tools).
     pub budget: Option<Arc<crate::budget::BudgetTracker>>,
+    /// For a tool that [nests runs](Tool::nests_runs): the driver's link for this call
+    /// (reached through `agent_core::run::NestedLink::of`).
+    pub(crate) nested: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ToolContext {
@@ -140,6 +143,7 @@ impl ToolContext {
             turn: 0,
             cancel: CancellationToken::new(),
             budget: None,
+            nested: None,
         }
     }
 
@@ -232,6 +236,13 @@ pub trait Tool: Send + Sync {
     /// Example tasks and calls, for small models that learn from examples (none by default).
     fn examples(&self) -> Vec<ToolExample> {
         Vec::new()
+    }
+
+    /// Whether a call runs an agent of its own whose usage, events and approval pauses the
+    /// calling run takes in ([`AgentTool`](crate::AgentTool): `true`). The driver then lends
+    /// each call a link for them.
+    fn nests_runs(&self) -> bool {
+        false
     }
 
     /// Runs the tool. `args` has already been checked against [`parameters`](Tool::parameters).

@@ -110,6 +110,17 @@ pub enum RunEvent {
         /// Its tokens.
         usage: Usage,
     },
+    /// An event of a run nested in this one (an agent used as a tool), in order: `agent`
+    /// is the nested agent, `depth` 1 for a tool of this run's agent, 2 for a tool of that
+    /// one, and so on. The nested run's end comes as the tool call's result.
+    SubAgent {
+        /// The nested agent's name.
+        agent: String,
+        /// How deep it is nested.
+        depth: u32,
+        /// What happened in it.
+        event: Box<RunEvent>,
+    },
     /// The run paused: these calls wait for a human's decision. The final event follows.
     ApprovalRequested(Vec<PendingApproval>),
     /// The run ended with a result (also when paused for approval).

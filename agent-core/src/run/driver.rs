@@ -5,17 +5,19 @@
 //! to the machine as an [`Input`] (a hook's stop and a budget overrun included), which
 //! decides what comes next. The loop is in [`drive_with`]; its I/O helpers sit below it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field};
 
 use super::RunLimits;
 use super::control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
+use super::nested::{EventRelay, NestedLink, NestedResume};
 use super::outcome::{AgentError, RunResult};
 use super::state::{
     Action, BudgetOverrun, Input, RunState, ToolInvocation, ToolOutcome, Veto, cap_tool_result,
@@ -171,6 +173,7 @@ pub async fn drive_with(
             }
             Action::RunTools { run, refused } => {
                 report_refused(emit.reborrow(), refused);
+                turn.resumes = state.nested_resumes().clone();
                 turn.start(run, state.turns(), emit.reborrow()).await;
                 turn.next(emit.reborrow()).await
             }
@@ -392,6 +395,14 @@ struct ToolTurn<'a> {
     running: Option<BoxStream<'a, (usize, ToolOutcome)>>,
     /// The calls started, kept only for hooks and events.
     ran: Vec<ToolInvocation>,
+    /// The links lent to the calls started (by position), when a tool of the turn nests
+    /// runs; empty otherwise.
+    links: Vec<Option<Arc<NestedLink>>>,
+    /// Nested runs paused for approval that calls of this turn resume, by call id.
+    resumes: BTreeMap<String, NestedResume>,
+    /// Nested runs' events, while somebody listens.
+    relayed: Option<UnboundedReceiver<RunEvent>>,
+    relay: Option<EventRelay>,
 }
 
 impl<'a> ToolTurn<'a> {
@@ -402,6 +413,10 @@ impl<'a> ToolTurn<'a> {
             reported: VecDeque::new(),
             running: None,
             ran: Vec::new(),
+            links: Vec::new(),
+            resumes: BTreeMap::new(),
+            relayed: None,
+            relay: None,
         }
     }
 
@@ -481,7 +496,41 @@ impl<'a> ToolTurn<'a> {
         } else {
             runnable.clone()
         };
-        self.running = Some(runner.run_each(runnable).boxed());
+        // Calls of tools that nest runs get a link: for what the nested run spent, its
+        // events (while somebody listens) and the paused run they resume.
+        let nests = |i: &ToolInvocation| runner.tools.get(&i.name).is_some_and(|t| t.nests_runs());
+        self.links.clear();
+        if runnable.iter().any(nests) {
+            if emit.is_listening() && self.relay.is_none() {
+                let (sender, receiver) = futures::channel::mpsc::unbounded();
+                self.relay = Some(EventRelay::new(sender));
+                self.relayed = Some(receiver);
+            }
+            self.links = runnable
+                .iter()
+                .map(|i| {
+                    nests(i).then(|| {
+                        let resume = self.resumes.remove(&i.call_id);
+                        Arc::new(NestedLink::new(self.relay.clone(), resume))
+                    })
+                })
+                .collect();
+        }
+        let linked = runnable
+            .into_iter()
+            .enumerate()
+            .map(|(n, i)| (i, self.links.get(n).cloned().flatten()))
+            .collect();
+        self.running = Some(runner.run_linked(linked).boxed());
+    }
+
+    /// Sends on the nested runs' events received so far.
+    fn relay_events(&mut self, emit: &mut EventSink<'_>) {
+        if let Some(relayed) = self.relayed.as_mut() {
+            while let Ok(event) = relayed.try_recv() {
+                emit.send(|| event);
+            }
+        }
     }
 
     /// What happened next: something already reported, else the next call to finish (after
@@ -493,15 +542,30 @@ impl<'a> ToolTurn<'a> {
         let Some(running) = self.running.as_mut() else {
             return Input::Resume;
         };
-        let finished = tokio::select! {
-            biased;
-            _ = self.runner.cancel.cancelled() => return Input::Cancelled,
-            finished = running.next() => finished,
+        let finished = loop {
+            let relayed = async {
+                match self.relayed.as_mut() {
+                    Some(relayed) => relayed.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = self.runner.cancel.cancelled() => return Input::Cancelled,
+                finished = running.next() => break finished,
+                Some(event) = relayed => emit.send(|| event),
+            }
         };
+        // A nested run's events all come before its call's result.
+        self.relay_events(&mut emit);
         let Some((i, mut outcome)) = finished else {
             self.running = None;
             return Input::Resume;
         };
+        let report = self
+            .links
+            .get(i)
+            .and_then(|link| link.as_ref()?.take_report());
         if let Some(invocation) = self.ran.get(i) {
             for hook in self.hooks {
                 match hook.after_tool(invocation, &outcome.result).await {
@@ -516,7 +580,17 @@ impl<'a> ToolTurn<'a> {
             let cap = self.runner.limits.max_tool_result_bytes;
             emit.send(|| finished_event(&invocation.name, &outcome, cap));
         }
-        Input::ToolFinished(outcome)
+        match report {
+            Some(run) => {
+                let call_id = outcome.call_id.clone();
+                self.reported.push_front(Input::ToolFinished(outcome));
+                Input::SubAgent {
+                    call_id,
+                    run: Box::new(run),
+                }
+            }
+            None => Input::ToolFinished(outcome),
+        }
     }
 }
 
@@ -579,17 +653,25 @@ impl<'a> ToolRunner<'a> {
         &self,
         invocations: Vec<ToolInvocation>,
     ) -> impl futures::Stream<Item = (usize, ToolOutcome)> + Send + use<'a> {
+        self.run_linked(invocations.into_iter().map(|i| (i, None)).collect())
+    }
+
+    /// [`run_each`](Self::run_each), lending each call its link, if any.
+    fn run_linked(
+        &self,
+        invocations: Vec<(ToolInvocation, Option<Arc<NestedLink>>)>,
+    ) -> impl futures::Stream<Item = (usize, ToolOutcome)> + Send + use<'a> {
         // Groups that run one after another: a run of parallel-safe calls, or one other call.
-        let mut groups: Vec<Vec<(usize, ToolInvocation)>> = Vec::new();
+        let mut groups: Vec<Vec<(usize, ToolInvocation, Option<Arc<NestedLink>>)>> = Vec::new();
         let mut open_parallel = false;
-        for (i, invocation) in invocations.into_iter().enumerate() {
+        for (i, (invocation, link)) in invocations.into_iter().enumerate() {
             let parallel = self
                 .tools
                 .meta(&invocation.name)
                 .is_some_and(|m| m.parallel_safe);
             match groups.last_mut() {
-                Some(group) if parallel && open_parallel => group.push((i, invocation)),
-                _ => groups.push(vec![(i, invocation)]),
+                Some(group) if parallel && open_parallel => group.push((i, invocation, link)),
+                _ => groups.push(vec![(i, invocation, link)]),
             }
             open_parallel = parallel;
         }
@@ -597,12 +679,14 @@ impl<'a> ToolRunner<'a> {
         let width = self.limits.max_parallel_tools.max(1);
         futures::stream::iter(groups).flat_map(move |group| {
             futures::stream::iter(group)
-                .map(move |(i, invocation)| async move { (i, runner.run_one(invocation).await) })
+                .map(move |(i, invocation, link)| async move {
+                    (i, runner.run_one(invocation, link).await)
+                })
                 .buffer_unordered(width)
         })
     }
 
-    async fn run_one(self, invocation: ToolInvocation) -> ToolOutcome {
+    async fn run_one(self, invocation: ToolInvocation, link: Option<Arc<NestedLink>>) -> ToolOutcome {
         let not_run = |invocation: ToolInvocation, kind, why: String| ToolOutcome {
             call_id: invocation.call_id,
             result: Err(ToolError::new(kind, why)),
@@ -647,6 +731,7 @@ impl<'a> ToolRunner<'a> {
             turn: self.turn,
             cancel: self.cancel.child_token(),
             budget: self.budget.cloned(),
+            nested: link.map(|l| l as Arc<dyn std::any::Any + Send + Sync>),
         };
         let started = Instant::now();
         let result = self

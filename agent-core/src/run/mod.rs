@@ -12,6 +12,7 @@
 mod approval;
 mod control;
 mod driver;
+mod nested;
 mod outcome;
 mod repeat;
 mod state;
@@ -32,6 +33,7 @@ pub use crate::budget::{
 pub use approval::{Approval, Interruption, PendingApproval};
 pub use control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
 pub use driver::{RunControls, ToolRunner, drive, drive_with};
+pub use nested::{AgentUsage, EventRelay, NestedLink, NestedResume, SubAgentRun};
 pub use outcome::{AgentError, PartialRun, RunResult, StopReason};
 pub(crate) use state::cap_tool_result;
 pub use state::{
@@ -186,6 +188,8 @@ pub struct RunContext {
     /// [`Lease::new_owner`](crate::durable::Lease::new_owner)). A worker that claimed the run
     /// from a queue passes the owner it claimed it as, so the run goes on under that claim.
     pub owner: Option<String>,
+    /// Where a nested run's events go (set by an agent used as a tool).
+    pub(crate) relay: Option<EventRelay>,
 }
 
 impl RunContext {
@@ -222,6 +226,14 @@ impl RunContext {
     #[must_use]
     pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
+        self
+    }
+
+    /// Relays this run's events to a run it is nested in (what
+    /// [`AgentTool`](crate::AgentTool) does with [`NestedLink::relay_for`]).
+    #[must_use]
+    pub fn with_relay(mut self, relay: EventRelay) -> Self {
+        self.relay = Some(relay);
         self
     }
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 mod answer;
 
 use super::approval::{Approval, Interruption, PendingApproval};
+use super::nested::{AgentUsage, NestedResume, SubAgentRun};
 use super::outcome::{AgentError, PartialRun, RunResult, StopReason};
 use super::repeat::{Repeat, RepeatTracker};
 use super::{ModelSettings, OnMaxTurns, RunLimits};
@@ -73,6 +74,16 @@ pub enum Input {
         call_id: String,
         /// Send it to a human instead of answering it.
         ask_human: bool,
+    },
+    /// A pending call ran an agent of its own ([`Tool::nests_runs`](crate::Tool::nests_runs)),
+    /// which reports what it spent, or that it paused for approval (then the call waits for
+    /// the decisions, which resume the nested run; its `ToolFinished` changes nothing).
+    /// Comes before the call's `ToolFinished`.
+    SubAgent {
+        /// The call's id.
+        call_id: String,
+        /// What the nested run reports.
+        run: Box<SubAgentRun>,
     },
 }
 
@@ -172,6 +183,12 @@ enum Slot {
         args: Option<Value>,
         problem: Option<String>,
     },
+    /// Ran an agent that paused for approval: waits for decisions on the nested run's
+    /// calls (known to the human as `<this call's id>/<the nested call's id>`).
+    AwaitingNested {
+        invocation: ToolInvocation,
+        interruption: Box<Interruption>,
+    },
 }
 
 /// The slots of one turn, in call order, with an index by call id and a count of the open
@@ -253,6 +270,7 @@ impl Slot {
             Slot::Answered { result } => &result.call_id,
             Slot::Pending { invocation } => &invocation.call_id,
             Slot::AwaitingApproval { call, .. } => &call.id,
+            Slot::AwaitingNested { invocation, .. } => &invocation.call_id,
         }
     }
 
@@ -327,6 +345,12 @@ pub struct RunState {
     /// The typed answer the run asks for, and its attempts (see `answer.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     output: Option<answer::AnswerState>,
+    /// What the agents this run used as tools spent, in the order their runs ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sub_agents: Vec<AgentUsage>,
+    /// Calls of this turn that resume a nested run paused for approval, by call id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    nested: BTreeMap<String, NestedResume>,
 }
 
 /// A [`RunState`] as saved, of any format version this build can read; the same fields
@@ -350,6 +374,10 @@ struct SavedState {
     phase: Phase,
     #[serde(default)]
     output: Option<answer::AnswerState>,
+    #[serde(default)]
+    sub_agents: Vec<AgentUsage>,
+    #[serde(default)]
+    nested: BTreeMap<String, NestedResume>,
 }
 
 impl From<SavedState> for RunState {
@@ -369,6 +397,8 @@ impl From<SavedState> for RunState {
             last_call,
             phase,
             output,
+            sub_agents,
+            nested,
         } = saved;
         let mut state = RunState {
             version,
@@ -385,6 +415,8 @@ impl From<SavedState> for RunState {
             last_call,
             phase,
             output,
+            sub_agents,
+            nested,
         };
         state.migrate();
         state
@@ -419,6 +451,8 @@ impl RunState {
             last_call: RepeatTracker::default(),
             phase: Phase::CallModel,
             output: None,
+            sub_agents: Vec::new(),
+            nested: BTreeMap::new(),
         }
     }
 
@@ -592,7 +626,47 @@ impl RunState {
             Input::OutcomeUnknown { call_id, ask_human } => {
                 self.on_outcome_unknown(tools, &call_id, ask_human)
             }
+            Input::SubAgent { call_id, run } => self.on_sub_agent(tools, &call_id, *run),
         }
+    }
+
+    /// A nested run reported: its spending joins this run's (once, when it ended), or its
+    /// pause becomes this call's.
+    fn on_sub_agent(&mut self, tools: &ToolSet, call_id: &str, run: SubAgentRun) -> Action {
+        let Phase::RunTools { slots } = &mut self.phase else {
+            return self.next_action(tools);
+        };
+        let Some(i) = slots.find(call_id) else {
+            return Action::AwaitTools;
+        };
+        let Slot::Pending { invocation } = &slots.list[i] else {
+            return Action::AwaitTools;
+        };
+        match run.paused {
+            // Spending of a paused run is counted when it ends (its state carries it).
+            Some(interruption) => {
+                let invocation = invocation.clone();
+                slots.set(
+                    i,
+                    Slot::AwaitingNested {
+                        invocation,
+                        interruption,
+                    },
+                );
+            }
+            None => {
+                self.usage += run.usage.usage();
+                self.sub_agents.push(run.usage);
+            }
+        }
+        // The call's own outcome follows.
+        Action::AwaitTools
+    }
+
+    /// The nested runs to resume in this turn, by call id (for the driver to hand to the
+    /// calls that resume them).
+    pub(crate) fn nested_resumes(&self) -> &BTreeMap<String, NestedResume> {
+        &self.nested
     }
 
     /// A pending call was interrupted while it ran: answer it as unknown, or hand it to a
@@ -690,6 +764,12 @@ impl RunState {
                     Slot::AwaitingApproval { call, .. } => {
                         ToolResult::error(&call, format!("Error: {why}."))
                     }
+                    Slot::AwaitingNested { invocation, .. } => ToolResult {
+                        call_id: invocation.call_id,
+                        name: invocation.name,
+                        content: format!("Error: {why}."),
+                        is_error: true,
+                    },
                 };
                 self.push(Message::Tool(result));
             }
@@ -723,14 +803,26 @@ impl RunState {
         let waiting: Vec<PendingApproval> = slots
             .list
             .iter()
-            .filter_map(|s| match s {
-                Slot::AwaitingApproval { call, problem, .. } => Some(PendingApproval {
+            .flat_map(|s| match s {
+                Slot::AwaitingApproval { call, problem, .. } => vec![PendingApproval {
                     call_id: call.id.clone(),
                     name: call.name.clone(),
                     arguments: call.arguments.clone(),
                     problem: problem.clone(),
-                }),
-                _ => None,
+                }],
+                // A nested run's calls, under a path that names the call that ran it.
+                Slot::AwaitingNested {
+                    invocation,
+                    interruption,
+                } => interruption
+                    .pending
+                    .iter()
+                    .map(|p| PendingApproval {
+                        call_id: format!("{}/{}", invocation.call_id, p.call_id),
+                        ..p.clone()
+                    })
+                    .collect(),
+                _ => Vec::new(),
             })
             .collect();
         if !waiting.is_empty() {
@@ -927,6 +1019,7 @@ impl RunState {
                 "tool results arrived while no tool call was pending".into(),
             ));
         };
+        self.nested.clear();
         let mut over_limit: Option<(String, u32, String)> = None;
         let mut stuck: Option<(String, u32)> = None;
         let mut results = Vec::with_capacity(slots.list.len());
@@ -943,6 +1036,14 @@ impl RunState {
                     &call,
                     "Error: this call was never approved, so it was not run.",
                 ),
+                Slot::AwaitingNested { invocation, .. } => ToolResult {
+                    call_id: invocation.call_id,
+                    name: invocation.name,
+                    content: "Error: calls of this agent were never approved, so it did not \
+                              finish."
+                        .into(),
+                    is_error: true,
+                },
                 Slot::Pending { invocation } => {
                     let call = ToolCall::raw(invocation.call_id, invocation.name, String::new());
                     error_result(
@@ -1030,8 +1131,20 @@ impl RunState {
                 "approvals arrived while no call was waiting for one".into(),
             ));
         };
+        let mut nested: BTreeMap<usize, Vec<(String, Approval)>> = BTreeMap::new();
         for (call_id, decision) in decisions {
             let Some(i) = slots.find(&call_id) else {
+                // `<call id>/<nested call id>`: a decision for a nested run's call.
+                let owner = slots.list.iter().position(|s| {
+                    matches!(s, Slot::AwaitingNested { .. })
+                        && call_id
+                            .strip_prefix(s.call_id())
+                            .is_some_and(|rest| rest.starts_with('/'))
+                });
+                if let Some(i) = owner {
+                    let inner = call_id[slots.list[i].call_id().len() + 1..].to_owned();
+                    nested.entry(i).or_default().push((inner, decision));
+                }
                 continue;
             };
             let Slot::AwaitingApproval {
@@ -1080,6 +1193,22 @@ impl RunState {
             };
             slots.set(i, next);
         }
+        // A nested run with decisions runs again: the call resumes it with them.
+        for (i, decisions) in nested {
+            if let Slot::AwaitingNested {
+                invocation,
+                interruption,
+            } = &slots.list[i]
+            {
+                let resume = NestedResume {
+                    state: interruption.state.clone(),
+                    decisions,
+                };
+                let invocation = invocation.clone();
+                self.nested.insert(invocation.call_id.clone(), resume);
+                slots.set(i, Slot::Pending { invocation });
+            }
+        }
         self.next_action(tools)
     }
 
@@ -1095,6 +1224,7 @@ impl RunState {
         self.messages = Arc::new(all);
         self.turn_usage = result.turn_usage;
         self.turn_models = result.turn_models;
+        self.sub_agents = result.sub_agents;
         self.phase = Phase::CallModel;
     }
 
@@ -1111,6 +1241,7 @@ impl RunState {
             turns: self.turns,
             stop_reason: StopReason::AwaitingApproval,
             output: None,
+            sub_agents: self.sub_agents.clone(),
             interruption: Some(Box::new(Interruption {
                 pending,
                 state: self.clone(),
@@ -1138,6 +1269,7 @@ impl RunState {
             turns: self.turns,
             stop_reason,
             output: None,
+            sub_agents: std::mem::take(&mut self.sub_agents),
             interruption: None,
         }
     }
