@@ -20,10 +20,11 @@ use crate::model::ChatModel;
 use crate::output::OutputSpec;
 use crate::run::{
     AgentError, AgentUsage, Approval, Budget, BudgetTracker, EventSink, Input, NestedLink, Prices,
-    SubAgentRun, ModelSettings, RunContext,
+    Roster, SubAgentRun, ModelSettings, RunContext,
     RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
     ToolInvocation, drive_with, new_run_id,
 };
+use crate::team::{Handoff, Team};
 use crate::tool::{
     ApprovalPolicy, SideEffect, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource,
 };
@@ -94,6 +95,7 @@ pub struct LlmAgent {
     max_output_retries: u32,
     budget: Option<Budget>,
     prices: Option<Prices>,
+    handoffs: Vec<Handoff>,
     store: Option<Arc<dyn RunStore>>,
     /// Whether `memory` is the store itself (then a finished run reaches its session in the
     /// store's final commit, atomically, instead of through `Memory::append`).
@@ -200,6 +202,7 @@ impl LlmAgent {
             approval_policy: None,
             budget: None,
             prices: None,
+            handoffs: Vec::new(),
             store: None,
             interrupted: InterruptedCalls::default(),
         }
@@ -234,6 +237,16 @@ impl LlmAgent {
     /// The run limits.
     pub fn limits(&self) -> &RunLimits {
         &self.limits
+    }
+
+    /// The system instructions.
+    pub fn instructions(&self) -> Option<&str> {
+        self.instructions.as_deref()
+    }
+
+    /// The agents this one may hand a conversation to.
+    pub fn handoffs(&self) -> &[Handoff] {
+        &self.handoffs
     }
 
     /// Builds the state of a new run over the given earlier history, without running it.
@@ -295,6 +308,7 @@ impl LlmAgent {
                     replay: Vec::new(),
                     log: Some(&log),
                     session,
+                    team: None,
                 };
                 self.execute(state, run, ctx, EventSink::none(), None).await
             }
@@ -376,6 +390,18 @@ impl LlmAgent {
         emit: EventSink<'_>,
         answer: Option<(OutputSpec, &AnswerCheck<'_>)>,
     ) -> Result<RunResult, AgentError> {
+        self.run_in(input, ctx, emit, answer, None).await
+    }
+
+    /// A new run, within a team when `team` is given.
+    pub(crate) async fn run_in(
+        &self,
+        input: &str,
+        ctx: &RunContext,
+        emit: EventSink<'_>,
+        answer: Option<(OutputSpec, &AnswerCheck<'_>)>,
+        team: Option<&Team>,
+    ) -> Result<RunResult, AgentError> {
         for guardrail in &self.input_guardrails {
             guardrail(input).map_err(AgentError::InputRejected)?;
         }
@@ -402,6 +428,7 @@ impl LlmAgent {
             replay: Vec::new(),
             log: log.as_ref(),
             session,
+            team,
         };
         self.execute(state, run, ctx, emit, check).await
     }
@@ -458,6 +485,17 @@ impl LlmAgent {
         run_id: &str,
         decisions: Option<Vec<(String, Approval)>>,
         ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        self.resume_stored_in(run_id, decisions, ctx, None).await
+    }
+
+    /// Resumes a durable run, within a team when `team` is given.
+    pub(crate) async fn resume_stored_in(
+        &self,
+        run_id: &str,
+        decisions: Option<Vec<(String, Approval)>>,
+        ctx: &RunContext,
+        team: Option<&Team>,
     ) -> Result<RunResult, AgentError> {
         let Some(store) = &self.store else {
             return Err(AgentError::InvalidState(format!(
@@ -518,6 +556,7 @@ impl LlmAgent {
             replay,
             log: Some(&log),
             session: stored.info.session.as_deref(),
+            team,
         };
         self.execute(state, run, ctx, EventSink::none(), None).await
     }
@@ -526,7 +565,7 @@ impl LlmAgent {
     /// typed answer: a refusal goes back to the model through the state's retry budget),
     /// then appends to memory (for a durable run: commits its end, with the session append
     /// when the store is the memory).
-    async fn execute(
+    pub(crate) async fn execute(
         &self,
         mut state: RunState,
         run: Continue<'_>,
@@ -539,6 +578,7 @@ impl LlmAgent {
             mut replay,
             log,
             session,
+            team,
         } = run;
         // A nested run (an agent used as a tool) sends its events to the run above it.
         let mut relay = |event: RunEvent| {
@@ -588,6 +628,7 @@ impl LlmAgent {
                 budget: tracker.clone(),
                 journal: log,
                 replay: std::mem::take(&mut replay),
+                roster: team.map(|t| t as &dyn Roster),
             };
             let result = match drive_with(
                 &mut state,
@@ -679,20 +720,23 @@ impl LlmAgent {
 
 /// How [`LlmAgent::execute`] goes on with a state: its first input, the journalled inputs
 /// to catch up on, the durable run's journal, and the memory session.
-struct Continue<'a> {
-    first: Input,
-    replay: Vec<Input>,
-    log: Option<&'a RunLog>,
-    session: Option<&'a str>,
+pub(crate) struct Continue<'a> {
+    pub(crate) first: Input,
+    pub(crate) replay: Vec<Input>,
+    pub(crate) log: Option<&'a RunLog>,
+    pub(crate) session: Option<&'a str>,
+    /// The team the run may hand off within.
+    pub(crate) team: Option<&'a Team>,
 }
 
 impl<'a> Continue<'a> {
-    fn fresh(session: Option<&'a str>) -> Self {
+    pub(crate) fn fresh(session: Option<&'a str>) -> Self {
         Continue {
             first: Input::Resume,
             replay: Vec::new(),
             log: None,
             session,
+            team: None,
         }
     }
 }
@@ -735,6 +779,18 @@ fn catch_up(
                 replay.push(Input::ToolFinished(outcome.into_outcome(call_id)));
             }
             JournalEntry::Approvals { decisions } => replay.push(Input::Approvals(decisions)),
+            JournalEntry::SubAgent { call_id, run } => {
+                replay.push(Input::SubAgent { call_id, run });
+            }
+            JournalEntry::Handoff {
+                agent,
+                instructions,
+                conversation,
+            } => replay.push(Input::HandedOff {
+                agent,
+                instructions,
+                conversation,
+            }),
         }
     }
     for (call_turn, call_id, name) in intents {
@@ -915,6 +971,7 @@ pub struct LlmAgentBuilder {
     approval_policy: Option<ApprovalPolicy>,
     budget: Option<Budget>,
     prices: Option<Prices>,
+    handoffs: Vec<Handoff>,
     store: Option<Arc<dyn RunStore>>,
     interrupted: InterruptedCalls,
 }
@@ -953,6 +1010,14 @@ impl LlmAgentBuilder {
     /// this one sits under it: both limits apply, and spending counts in both.
     pub fn budget(mut self, budget: Budget) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// Lets the model hand the conversation to another agent of the [`Team`] this agent
+    /// runs in, with a `transfer_to_<name>` tool (see [`crate::team`]).
+    pub fn handoff(mut self, handoff: Handoff) -> Self {
+        self.tools.push(handoff.tool());
+        self.handoffs.push(handoff);
         self
     }
 
@@ -1199,6 +1264,7 @@ impl LlmAgentBuilder {
             max_output_retries: self.max_output_retries,
             budget: self.budget,
             prices: self.prices,
+            handoffs: self.handoffs,
         })
     }
 }

@@ -49,6 +49,7 @@ pub mod output;
 pub mod resilience;
 pub mod run;
 pub mod schema;
+pub mod team;
 pub mod secret;
 pub mod testing;
 pub mod tool;
@@ -75,6 +76,7 @@ pub use run::{
     PartialRun, PendingApproval, RunContext, RunEvent, RunHooks, RunLimits, RunResult, RunState,
     StopReason, ToolHookAction, ToolInvocation, ToolOutcome, drive,
 };
+pub use team::{Handoff, HandoffInfo, Team, TeamError};
 pub use tokio_util::sync::CancellationToken;
 pub use tool::{
     FnTool, SideEffect, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource, TypedTool,

@@ -245,6 +245,13 @@ pub trait Tool: Send + Sync {
         false
     }
 
+    /// The agent a call of this tool hands the conversation to (a `transfer_to_<name>`
+    /// tool of a [`Handoff`](crate::Handoff)); the run's state machine answers such calls
+    /// itself, so [`call`](Tool::call) is never reached in a run.
+    fn hands_off_to(&self) -> Option<&str> {
+        None
+    }
+
     /// Runs the tool. `args` has already been checked against [`parameters`](Tool::parameters).
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError>;
 }

@@ -121,6 +121,14 @@ pub enum RunEvent {
         /// What happened in it.
         event: Box<RunEvent>,
     },
+    /// The conversation was handed from one agent to another: the new one's instructions
+    /// and tools apply from the next model call on.
+    Handoff {
+        /// The agent that handed it off.
+        from: String,
+        /// The agent now active.
+        to: String,
+    },
     /// The run paused: these calls wait for a human's decision. The final event follows.
     ApprovalRequested(Vec<PendingApproval>),
     /// The run ended with a result (also when paused for approval).

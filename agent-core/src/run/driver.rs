@@ -17,6 +17,7 @@ use tracing::{Instrument, field};
 
 use super::RunLimits;
 use super::control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
+use super::handoff::Roster;
 use super::nested::{EventRelay, NestedLink, NestedResume};
 use super::outcome::{AgentError, RunResult};
 use super::state::{
@@ -46,6 +47,7 @@ pub async fn drive(
         budget: None,
         journal: None,
         replay: Vec::new(),
+        roster: None,
     };
     drive_with(state, model, tools, agent, cancel, Input::Resume, controls).await
 }
@@ -64,18 +66,20 @@ pub struct RunControls<'a> {
     /// Inputs already journalled (by an earlier process), fed to the machine after `first`
     /// and before anything new is done: how a resumed run catches up.
     pub replay: Vec<Input>,
+    /// The agents the run may hand its conversation to; without, a handoff stops the run.
+    pub roster: Option<&'a dyn Roster>,
 }
 
 /// [`drive`] with a first input (for example [`Input::Approvals`] when resuming a paused
 /// run), hooks and events.
-pub async fn drive_with(
+pub async fn drive_with<'a>(
     state: &mut RunState,
-    model: &dyn ChatModel,
-    tools: &ToolSet,
+    model: &'a dyn ChatModel,
+    tools: &'a ToolSet,
     agent: &str,
-    cancel: &CancellationToken,
+    cancel: &'a CancellationToken,
     first: Input,
-    controls: RunControls<'_>,
+    controls: RunControls<'a>,
 ) -> Result<RunResult, AgentError> {
     let RunControls {
         hooks,
@@ -83,7 +87,14 @@ pub async fn drive_with(
         budget,
         journal,
         replay,
+        roster,
     } = controls;
+    let mut tools = tools;
+    let mut model = model;
+    // A run handed off earlier goes on with the agent it was handed to.
+    if let Some(member) = state.active_agent().and_then(|a| roster?.member(a)) {
+        (tools, model) = (member.tools, member.model);
+    }
     let limits = state.limits().clone();
     let (run_id, agent): (Arc<str>, Arc<str>) = (Arc::from(state.run_id()), Arc::from(agent));
     let runner = ToolRunner {
@@ -96,7 +107,7 @@ pub async fn drive_with(
         turn: 0,
         journal,
     };
-    let models = ModelIo {
+    let mut models = ModelIo {
         model,
         hooks,
         budget: budget.as_ref(),
@@ -109,6 +120,14 @@ pub async fn drive_with(
     let mut replayed = false;
     loop {
         let resumed = matches!(input, Input::Resume);
+        // The new agent's tools apply from the handoff on (also when it is replayed).
+        if let Input::HandedOff { agent, .. } = &input
+            && let Some(member) = roster.and_then(|r| r.member(agent))
+        {
+            tools = member.tools;
+            turn.runner.tools = member.tools;
+            models.model = member.model;
+        }
         if let Some(log) = journal
             && !replayed
         {
@@ -132,7 +151,10 @@ pub async fn drive_with(
                 Action::CallModel(_) | Action::WrapUp(_) | Action::RunTools { .. } => {
                     Some(RunStatus::Running)
                 }
-                Action::AwaitTools | Action::Finished(_) | Action::Failed(_) => None,
+                Action::AwaitTools
+                | Action::HandOff { .. }
+                | Action::Finished(_)
+                | Action::Failed(_) => None,
             };
             if let Some(status) = status {
                 log.commit(state, status).await.map_err(AgentError::Store)?;
@@ -178,6 +200,35 @@ pub async fn drive_with(
                 turn.next(emit.reborrow()).await
             }
             Action::AwaitTools => turn.next(emit.reborrow()).await,
+            Action::HandOff { to } => {
+                let from = state.active_agent().unwrap_or(&agent).to_owned();
+                match roster.filter(|r| r.member(&to).is_some()) {
+                    None => Input::Stopped(format!(
+                        "`{from}` handed the conversation to `{to}`, but this run has no agent \
+                         of that name (run it through a `Team` that has it)"
+                    )),
+                    Some(roster) => {
+                        let messages = state.messages();
+                        let system = usize::from(matches!(
+                            messages.first(),
+                            Some(crate::message::Message::System { .. })
+                        ));
+                        let conversation = roster.hand_off(&from, &to, &messages[system..]);
+                        let instructions = roster
+                            .member(&to)
+                            .and_then(|m| m.instructions.map(str::to_owned));
+                        emit.send(|| RunEvent::Handoff {
+                            from,
+                            to: to.clone(),
+                        });
+                        Input::HandedOff {
+                            agent: to,
+                            instructions,
+                            conversation,
+                        }
+                    }
+                }
+            }
         };
     }
 }

@@ -12,6 +12,7 @@
 mod approval;
 mod control;
 mod driver;
+mod handoff;
 mod nested;
 mod outcome;
 mod repeat;
@@ -33,6 +34,7 @@ pub use crate::budget::{
 pub use approval::{Approval, Interruption, PendingApproval};
 pub use control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
 pub use driver::{RunControls, ToolRunner, drive, drive_with};
+pub use handoff::{Member, Roster};
 pub use nested::{AgentUsage, EventRelay, NestedLink, NestedResume, SubAgentRun};
 pub use outcome::{AgentError, PartialRun, RunResult, StopReason};
 pub(crate) use state::cap_tool_result;
@@ -94,6 +96,16 @@ pub struct RunLimits {
     /// [`AgentError::TooManyToolCalls`].
     #[serde(default = "default_calls_per_turn")]
     pub max_tool_calls_per_turn: u32,
+    /// The most handoffs (transfers to another agent) one run may make (default 10). A turn
+    /// that asks for one more ends the run with
+    /// [`AgentError::HandoffLimit`], so two agents cannot hand a conversation back and forth
+    /// forever.
+    #[serde(default = "default_handoffs")]
+    pub max_handoffs: u32,
+}
+
+fn default_handoffs() -> u32 {
+    10
 }
 
 fn default_identical_calls() -> u32 {
@@ -119,6 +131,7 @@ impl Default for RunLimits {
             max_identical_calls: default_identical_calls(),
             max_tool_result_bytes: default_result_bytes(),
             max_tool_calls_per_turn: default_calls_per_turn(),
+            max_handoffs: default_handoffs(),
         }
     }
 }

@@ -213,6 +213,16 @@ pub enum AgentError {
         /// What the run had done before that turn.
         partial: Box<PartialRun>,
     },
+    /// A model turn asked to hand the conversation off once more than
+    /// [`RunLimits::max_handoffs`](crate::RunLimits::max_handoffs) allows (agents handing it
+    /// back and forth); that turn's calls were not run.
+    #[error("the run reached its limit of {limit} handoffs (RunLimits::max_handoffs)")]
+    HandoffLimit {
+        /// The limit.
+        limit: u32,
+        /// What the run had done before, the refused turn included.
+        partial: Box<PartialRun>,
+    },
     /// The model did not give a valid typed answer within the retry budget. `attempts`
     /// holds each rejected answer's error, in order (the JSON pointer and what was
     /// expected, or a validator's message).
@@ -257,6 +267,7 @@ impl AgentError {
             | AgentError::BudgetExceeded { partial, .. }
             | AgentError::OutputRejected { partial, .. }
             | AgentError::TooManyToolCalls { partial, .. }
+            | AgentError::HandoffLimit { partial, .. }
             | AgentError::InvalidOutput { partial, .. }
             | AgentError::Cancelled { partial } => Some(partial),
             _ => None,

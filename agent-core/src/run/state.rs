@@ -85,6 +85,18 @@ pub enum Input {
         /// What the nested run reports.
         run: Box<SubAgentRun>,
     },
+    /// The handoff of the last [`Action::HandOff`] happened: `agent` is now the active
+    /// agent, with these instructions (they replace the system message), and, when the
+    /// handoff filters the history, the conversation the new agent sees from now on
+    /// (without the system message).
+    HandedOff {
+        /// The agent now active.
+        agent: String,
+        /// Its instructions.
+        instructions: Option<String>,
+        /// The conversation after the handoff's input filter, if it has one.
+        conversation: Option<Vec<Message>>,
+    },
 }
 
 /// An objection to a model's answer, found before the machine saw it.
@@ -141,6 +153,13 @@ pub enum Action {
     Finished(RunResult),
     /// The run failed.
     Failed(AgentError),
+    /// A model call transferred the conversation to the agent `to`: switch to its model and
+    /// tools, and report with [`Input::HandedOff`] (a state saved here hands off again when
+    /// resumed).
+    HandOff {
+        /// The agent to hand off to.
+        to: String,
+    },
 }
 
 /// One checked tool call for the driver to run.
@@ -351,6 +370,19 @@ pub struct RunState {
     /// Calls of this turn that resume a nested run paused for approval, by call id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     nested: BTreeMap<String, NestedResume>,
+    /// The agent the conversation was handed to last (`None`: the one that started it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
+    /// Handoffs so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    handoffs: u32,
+    /// A handoff decided in the last turn, not done yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    handing_off: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A [`RunState`] as saved, of any format version this build can read; the same fields
@@ -378,6 +410,12 @@ struct SavedState {
     sub_agents: Vec<AgentUsage>,
     #[serde(default)]
     nested: BTreeMap<String, NestedResume>,
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    handoffs: u32,
+    #[serde(default)]
+    handing_off: Option<String>,
 }
 
 impl From<SavedState> for RunState {
@@ -399,6 +437,9 @@ impl From<SavedState> for RunState {
             output,
             sub_agents,
             nested,
+            agent,
+            handoffs,
+            handing_off,
         } = saved;
         let mut state = RunState {
             version,
@@ -417,6 +458,9 @@ impl From<SavedState> for RunState {
             output,
             sub_agents,
             nested,
+            agent,
+            handoffs,
+            handing_off,
         };
         state.migrate();
         state
@@ -453,6 +497,9 @@ impl RunState {
             output: None,
             sub_agents: Vec::new(),
             nested: BTreeMap::new(),
+            agent: None,
+            handoffs: 0,
+            handing_off: None,
         }
     }
 
@@ -627,7 +674,66 @@ impl RunState {
                 self.on_outcome_unknown(tools, &call_id, ask_human)
             }
             Input::SubAgent { call_id, run } => self.on_sub_agent(tools, &call_id, *run),
+            Input::HandedOff {
+                agent,
+                instructions,
+                conversation,
+            } => self.on_handed_off(tools, agent, instructions, conversation),
         }
+    }
+
+    /// The agent the conversation was last handed to, if any (else the one that started
+    /// the run is active).
+    pub fn active_agent(&self) -> Option<&str> {
+        self.agent.as_deref()
+    }
+
+    /// Handoffs made so far.
+    pub fn handoffs(&self) -> u32 {
+        self.handoffs
+    }
+
+    /// The new agent takes over: its instructions replace the system message, a filtered
+    /// conversation replaces the history (what the filter kept of the earlier context stays
+    /// context; the rest counts as this run's).
+    fn on_handed_off(
+        &mut self,
+        tools: &ToolSet,
+        agent: String,
+        instructions: Option<String>,
+        conversation: Option<Vec<Message>>,
+    ) -> Action {
+        if self.handing_off.take().is_none() {
+            return Action::Failed(AgentError::InvalidState(
+                "a handoff was reported while none was due".into(),
+            ));
+        }
+        let all = Arc::make_mut(&mut self.messages);
+        let had_system = matches!(all.first(), Some(Message::System { .. }));
+        let skip = usize::from(had_system);
+        let mut context_len = self.new_from.saturating_sub(skip);
+        if let Some(conversation) = conversation {
+            let kept = all[skip..]
+                .iter()
+                .zip(&conversation)
+                .take(context_len)
+                .take_while(|(a, b)| a == b)
+                .count();
+            context_len = kept;
+            all.truncate(skip);
+            all.extend(conversation);
+        }
+        if had_system {
+            all.remove(0);
+        }
+        let system = usize::from(instructions.is_some());
+        if let Some(instructions) = instructions {
+            all.insert(0, Message::system(instructions));
+        }
+        self.new_from = system + context_len;
+        self.agent = Some(agent);
+        self.handoffs += 1;
+        self.next_action(tools)
     }
 
     /// A nested run reported: its spending joins this run's (once, when it ended), or its
@@ -778,6 +884,9 @@ impl RunState {
 
     /// The action for the current phase.
     fn next_action(&mut self, tools: &ToolSet) -> Action {
+        if let (Phase::CallModel, Some(to)) = (&self.phase, &self.handing_off) {
+            return Action::HandOff { to: to.clone() };
+        }
         match &mut self.phase {
             Phase::CallModel => self.model_request(tools, false),
             Phase::WrapUp { .. } => self.model_request(tools, true),
@@ -938,6 +1047,35 @@ impl RunState {
         }
 
         ensure_unique_ids(&mut message.tool_calls, self.turns);
+        // Transfers: the first valid one of the turn wins; past the limit, the run ends.
+        let transfers = message
+            .tool_calls
+            .iter()
+            .filter(|c| tools.get(&c.name).and_then(|t| t.hands_off_to()).is_some())
+            .count();
+        if transfers > 0 && self.handoffs >= self.limits.max_handoffs {
+            let limit = self.limits.max_handoffs;
+            let why = format!(
+                "the run reached its limit of {limit} handoffs (RunLimits::max_handoffs), so \
+                 this call was not run"
+            );
+            let slots = message
+                .tool_calls
+                .iter()
+                .map(|call| Slot::Answered {
+                    result: ToolResult::error(call, format!("Error: {why}.")),
+                })
+                .collect();
+            self.push(Message::Assistant(message));
+            self.phase = Phase::RunTools {
+                slots: Slots::new(slots),
+            };
+            self.close_open(&why);
+            return Action::Failed(AgentError::HandoffLimit {
+                limit,
+                partial: Box::new(self.take_partial()),
+            });
+        }
         let mut refused = Vec::new();
         let slots: Vec<Slot> = message
             .tool_calls
@@ -945,6 +1083,24 @@ impl RunState {
             .map(|call| {
                 // A typed answer given beside other calls is answered by the machine.
                 if let Some(result) = self.pending_answer_result(call) {
+                    return Slot::Answered { result };
+                }
+                if let Some(to) = tools.get(&call.name).and_then(|t| t.hands_off_to()) {
+                    let result = match (&self.handing_off, tools.check_call(call)) {
+                        (_, Err(error)) => error_result(call, &error),
+                        (Some(first), Ok(_)) => ToolResult::error(
+                            call,
+                            format!(
+                                "Error: not transferred: this turn already transferred the \
+                                 conversation to `{first}`, and only the first transfer of a \
+                                 turn applies."
+                            ),
+                        ),
+                        (None, Ok(_)) => {
+                            self.handing_off = Some(to.to_owned());
+                            ToolResult::ok(call, format!("Transferred to `{to}`."))
+                        }
+                    };
                     return Slot::Answered { result };
                 }
                 let checked = tools.check_call(call);
