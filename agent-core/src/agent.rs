@@ -360,13 +360,23 @@ impl LlmAgent {
         input: &'a str,
         ctx: &'a RunContext,
     ) -> impl Stream<Item = RunEvent> + Send + 'a {
+        self.stream_in(input, ctx, None)
+    }
+
+    /// [`run_stream`](Self::run_stream), within a team when `team` is given.
+    pub(crate) fn stream_in<'a>(
+        &'a self,
+        input: &'a str,
+        ctx: &'a RunContext,
+        team: Option<&'a Team>,
+    ) -> impl Stream<Item = RunEvent> + Send + 'a {
         let (sender, receiver) = futures::channel::mpsc::unbounded();
         let run = async move {
             let mut emit = |event: RunEvent| {
                 let _ = sender.unbounded_send(event);
             };
             let outcome = self
-                .run_with_events(input, ctx, EventSink::new(&mut emit), None)
+                .run_in(input, ctx, EventSink::new(&mut emit), None, team)
                 .await;
             emit(match outcome {
                 Ok(result) => RunEvent::Finished(result),

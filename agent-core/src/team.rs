@@ -17,13 +17,16 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde_json::Value;
 
 use crate::agent::{Continue, LlmAgent};
 use crate::error::ToolError;
 use crate::message::Message;
 use crate::run::{
-    AgentError, Approval, EventSink, Input, Member, Roster, RunContext, RunResult, RunState,
+    AgentError, Approval, EventSink, Input, Member, Roster, RunContext, RunEvent, RunResult,
+    RunState,
 };
 use crate::tool::{Tool, ToolContext, ToolMeta, ToolOutput, ToolSet};
 
@@ -285,6 +288,20 @@ impl Team {
         self.starter(first)?
             .run_in(input, ctx, EventSink::none(), None, Some(self))
             .await
+    }
+
+    /// [`run`](Self::run), streaming what happens (see [`LlmAgent::run_stream`]), handoffs
+    /// included ([`RunEvent::Handoff`](crate::RunEvent::Handoff)).
+    pub fn run_stream<'a>(
+        &'a self,
+        first: &'a str,
+        input: &'a str,
+        ctx: &'a RunContext,
+    ) -> BoxStream<'a, RunEvent> {
+        match self.starter(first) {
+            Ok(agent) => agent.stream_in(input, ctx, Some(self)).boxed(),
+            Err(error) => futures::stream::once(async move { RunEvent::Failed(error) }).boxed(),
+        }
     }
 
     /// Goes on with a saved run state of a conversation that started with `first`, with
