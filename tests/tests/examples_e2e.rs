@@ -194,12 +194,13 @@ async fn the_team_example_hands_off_by_topic_and_prints_the_usage_tree_offline()
     assert!(stdout.contains("  researcher says: Known issue #812"), "{stdout}");
     assert!(stdout.contains("answer (tech): Known issue #812"), "{stdout}");
     // triage 180+12 and tech 410+25, 520+45 on their own; the researcher's 320+40 under it.
+    // At the default table's gpt-4o and gpt-4o-mini prices.
     assert!(
-        stdout.contains("triage -> tech: 4 calls, 1552 tokens, $"),
+        stdout.contains("triage -> tech: 4 calls, 1552 tokens, $0.003131\n"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("\n  researcher: 1 calls, 360 tokens, $0.000072\n"),
+        stdout.contains("\n  researcher: 1 call, 360 tokens, $0.000072\n"),
         "{stdout}"
     );
     let (ok, stdout) = run_bin(bin, &["I was charged twice"]).await;

@@ -195,7 +195,7 @@ async fn without_a_cost_cap_an_unpriced_model_runs_and_its_cost_is_unknown_not_z
     let costs: Vec<Option<f64>> = events
         .iter()
         .filter_map(|e| match e {
-            RunEvent::ModelCallCost { cost_usd, model, .. } => {
+            RunEvent::TurnFinished { cost_usd, model, .. } => {
                 assert_eq!(model, "house-model");
                 Some(*cost_usd)
             }

@@ -102,7 +102,7 @@ async fn parent_usage_is_exactly_its_own_plus_every_nested_runs_and_each_is_kept
     let printed = tree.render(&prices);
     assert!(printed.starts_with("triage: 5 calls"), "{printed}");
     assert!(printed.contains("\n  researcher: 3 calls"), "{printed}");
-    assert!(printed.contains("\n    fetcher: 1 calls"), "{printed}");
+    assert!(printed.contains("\n    fetcher: 1 call,"), "{printed}");
 }
 
 #[tokio::test]

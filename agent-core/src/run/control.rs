@@ -91,24 +91,18 @@ pub enum RunEvent {
     },
     /// Tokens used by the model call that just ended.
     Usage(Usage),
-    /// What the model call that just ended cost, priced at the model that answered (with
-    /// the run's budget's price table, else the default one).
-    ModelCallCost {
-        /// The call's turn.
-        turn: u32,
-        /// The model that answered.
-        model: String,
-        /// Its tokens.
-        usage: Usage,
-        /// US dollars; `None` when the model has no price (unknown, not free).
-        cost_usd: Option<f64>,
-    },
     /// A model call ended.
     TurnFinished {
         /// Its number.
         turn: u32,
         /// Its tokens.
         usage: Usage,
+        /// The model that answered.
+        model: String,
+        /// What it cost in US dollars, priced at the model that answered with the run's
+        /// budget's price table (else the default one); `None` when the model has no price
+        /// (unknown, not free).
+        cost_usd: Option<f64>,
     },
     /// An event of a run nested in this one (an agent used as a tool), in order: `agent`
     /// is the nested agent, `depth` 1 for a tool of this run's agent, 2 for a tool of that

@@ -356,14 +356,13 @@ impl ModelIo<'_> {
         });
         emit.send(|| {
             let prices = self.budget.map_or(default_prices(), |t| t.prices());
-            RunEvent::ModelCallCost {
+            RunEvent::TurnFinished {
                 turn,
-                model: answered_by.to_owned(),
                 usage,
+                model: answered_by.to_owned(),
                 cost_usd: prices.cost(answered_by, &usage),
             }
         });
-        emit.send(|| RunEvent::TurnFinished { turn, usage });
         let mut veto = over.map(Veto::OverBudget);
         for hook in self.hooks {
             if let HookAction::Stop(reason) = hook.after_model(&response).await {

@@ -87,10 +87,11 @@ impl AgentUsage {
     fn render_into(&self, prices: &Prices, depth: usize, out: &mut String) {
         let pad = "  ".repeat(depth);
         let usage = self.usage();
+        let calls = self.calls();
         out.push_str(&format!(
-            "{pad}{}: {} calls, {} tokens, {}\n",
+            "{pad}{}: {calls} call{}, {} tokens, {}\n",
             self.agent,
-            self.calls(),
+            if calls == 1 { "" } else { "s" },
             usage.total_tokens(),
             dollars(self.cost_usd(prices))
         ));
