@@ -90,7 +90,10 @@ fn team() -> Result<Team, Box<dyn std::error::Error>> {
 
     let tech_model = ScriptedModel::named("gpt-4o")
         .then_response(costing(
-            call("researcher", json!({"input": "Known crashes when opening settings?"})),
+            call(
+                "researcher",
+                json!({"input": "Known crashes when opening settings?"}),
+            ),
             410,
             25,
         ))

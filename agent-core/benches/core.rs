@@ -233,13 +233,23 @@ fn ledger(c: &mut Criterion) {
         output_tokens: 100,
         ..Default::default()
     };
-    c.bench_function("ledger: reserve and settle, chain of 2 budgets, 10 messages", |b| {
-        b.iter(|| {
-            let held = run.reserve("gpt-4o", black_box(&request)).expect("room");
-            held.settle("gpt-4o", &usage).expect("within");
-        });
-    });
+    c.bench_function(
+        "ledger: reserve and settle, chain of 2 budgets, 10 messages",
+        |b| {
+            b.iter(|| {
+                let held = run.reserve("gpt-4o", black_box(&request)).expect("room");
+                held.settle("gpt-4o", &usage).expect("within");
+            });
+        },
+    );
 }
 
-criterion_group!(benches, loop_turn, stream_assembler, schema, serialisation, ledger);
+criterion_group!(
+    benches,
+    loop_turn,
+    stream_assembler,
+    schema,
+    serialisation,
+    ledger
+);
 criterion_main!(benches);

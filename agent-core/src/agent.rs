@@ -19,10 +19,9 @@ use crate::message::Message;
 use crate::model::ChatModel;
 use crate::output::OutputSpec;
 use crate::run::{
-    AgentError, AgentUsage, Approval, Budget, BudgetTracker, EventSink, Input, NestedLink, Prices,
-    Roster, SubAgentRun, ModelSettings, RunContext,
-    RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
-    ToolInvocation, drive_with, new_run_id,
+    AgentError, AgentUsage, Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings,
+    NestedLink, Prices, Roster, RunContext, RunControls, RunEvent, RunHooks, RunLimits, RunResult,
+    RunState, StopReason, SubAgentRun, ToolHookAction, ToolInvocation, drive_with, new_run_id,
 };
 use crate::team::{Handoff, Team};
 use crate::tool::{

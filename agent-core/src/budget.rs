@@ -467,7 +467,9 @@ impl BudgetTracker {
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // The lock guards no data of its own (the counters are atomics): a panic while it
         // was held leaves nothing half-done worth refusing over.
-        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// This tracker and every one above it.
@@ -526,8 +528,7 @@ impl BudgetTracker {
         let requests =
             load32(&self.requests) + load32(&self.reserved_requests) + u64::from(extra.requests);
         let input = load(&self.input_tokens) + load(&self.reserved_input) + extra.input_tokens;
-        let output =
-            load(&self.output_tokens) + load(&self.reserved_output) + extra.output_tokens;
+        let output = load(&self.output_tokens) + load(&self.reserved_output) + extra.output_tokens;
         let cost = load(&self.cost_micros) + load(&self.reserved_cost_micros) + extra.cost_micros;
         check(
             b.max_model_requests.map(f64::from),
@@ -549,11 +550,7 @@ impl BudgetTracker {
             (input + output) as f64,
             BudgetKind::TotalTokens,
         )?;
-        check(
-            b.max_cost_usd,
-            cost as f64 / 1_000_000.0,
-            BudgetKind::Cost,
-        )?;
+        check(b.max_cost_usd, cost as f64 / 1_000_000.0, BudgetKind::Cost)?;
         self.check_time()
     }
 

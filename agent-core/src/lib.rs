@@ -49,8 +49,8 @@ pub mod output;
 pub mod resilience;
 pub mod run;
 pub mod schema;
-pub mod team;
 pub mod secret;
+pub mod team;
 pub mod testing;
 pub mod tool;
 

@@ -118,7 +118,10 @@ impl Handoff {
     }
 
     /// Called once when the handoff happens, before the new agent's first model call.
-    pub fn on_handoff(mut self, callback: impl Fn(&HandoffInfo<'_>) + Send + Sync + 'static) -> Self {
+    pub fn on_handoff(
+        mut self,
+        callback: impl Fn(&HandoffInfo<'_>) + Send + Sync + 'static,
+    ) -> Self {
         self.callback = Some(Arc::new(callback));
         self
     }
@@ -270,10 +273,8 @@ impl Team {
         self.by_name.get(name).map(|&i| &self.members[i].0)
     }
 
-    fn starter(&self, name: &str) -> Result<&Arc<LlmAgent>, AgentError> {
-        self.agent(name).ok_or_else(|| {
-            AgentError::InvalidState(format!("the team has no agent named `{name}`"))
-        })
+    fn starter(&self, name: &str) -> Option<&Arc<LlmAgent>> {
+        self.agent(name)
     }
 
     /// Runs a conversation that starts with the agent `first` (whose memory, hooks,
@@ -285,13 +286,14 @@ impl Team {
         input: &str,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
-        self.starter(first)?
+        self.starter(first)
+            .ok_or_else(|| no_such_agent(first))?
             .run_in(input, ctx, EventSink::none(), None, Some(self))
             .await
     }
 
     /// [`run`](Self::run), streaming what happens (see [`LlmAgent::run_stream`]), handoffs
-    /// included ([`RunEvent::Handoff`](crate::RunEvent::Handoff)).
+    /// included ([`RunEvent::Handoff`]).
     pub fn run_stream<'a>(
         &'a self,
         first: &'a str,
@@ -299,8 +301,11 @@ impl Team {
         ctx: &'a RunContext,
     ) -> BoxStream<'a, RunEvent> {
         match self.starter(first) {
-            Ok(agent) => agent.stream_in(input, ctx, Some(self)).boxed(),
-            Err(error) => futures::stream::once(async move { RunEvent::Failed(error) }).boxed(),
+            Some(agent) => agent.stream_in(input, ctx, Some(self)).boxed(),
+            None => {
+                let error = no_such_agent(first);
+                futures::stream::once(async move { RunEvent::Failed(error) }).boxed()
+            }
         }
     }
 
@@ -312,10 +317,12 @@ impl Team {
         state: RunState,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
-        let agent = self.starter(first)?;
+        let agent = self.starter(first).ok_or_else(|| no_such_agent(first))?;
         let mut run = Continue::fresh(ctx.session.as_deref());
         run.team = Some(self);
-        agent.execute(state, run, ctx, EventSink::none(), None).await
+        agent
+            .execute(state, run, ctx, EventSink::none(), None)
+            .await
     }
 
     /// Continues a paused run of the team (see [`LlmAgent::resume_with_approvals`]).
@@ -326,11 +333,13 @@ impl Team {
         decisions: Vec<(String, Approval)>,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
-        let agent = self.starter(first)?;
+        let agent = self.starter(first).ok_or_else(|| no_such_agent(first))?;
         let mut run = Continue::fresh(ctx.session.as_deref());
         run.first = Input::Approvals(decisions);
         run.team = Some(self);
-        agent.execute(state, run, ctx, EventSink::none(), None).await
+        agent
+            .execute(state, run, ctx, EventSink::none(), None)
+            .await
     }
 
     /// Resumes a durable run of the team from its store (see [`LlmAgent::resume_run`]).
@@ -340,10 +349,15 @@ impl Team {
         run_id: &str,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
-        self.starter(first)?
+        self.starter(first)
+            .ok_or_else(|| no_such_agent(first))?
             .resume_stored_in(run_id, None, ctx, Some(self))
             .await
     }
+}
+
+fn no_such_agent(name: &str) -> AgentError {
+    AgentError::InvalidState(format!("the team has no agent named `{name}`"))
 }
 
 impl Roster for Team {

@@ -191,8 +191,14 @@ async fn the_team_example_hands_off_by_topic_and_prints_the_usage_tree_offline()
     assert!(ok, "{stdout}");
     assert!(stdout.contains("handoff: triage -> tech"), "{stdout}");
     assert!(stdout.contains("tech calls researcher"), "{stdout}");
-    assert!(stdout.contains("  researcher says: Known issue #812"), "{stdout}");
-    assert!(stdout.contains("answer (tech): Known issue #812"), "{stdout}");
+    assert!(
+        stdout.contains("  researcher says: Known issue #812"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("answer (tech): Known issue #812"),
+        "{stdout}"
+    );
     // triage 180+12 and tech 410+25, 520+45 on their own; the researcher's 320+40 under it.
     // At the default table's gpt-4o and gpt-4o-mini prices.
     assert!(
@@ -206,7 +212,10 @@ async fn the_team_example_hands_off_by_topic_and_prints_the_usage_tree_offline()
     let (ok, stdout) = run_bin(bin, &["I was charged twice"]).await;
     assert!(ok, "{stdout}");
     assert!(stdout.contains("handoff: triage -> billing"), "{stdout}");
-    assert!(stdout.contains("answer (billing): I have refunded"), "{stdout}");
+    assert!(
+        stdout.contains("answer (billing): I have refunded"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("researcher"), "{stdout}");
 }
 

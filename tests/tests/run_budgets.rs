@@ -145,10 +145,7 @@ async fn token_budgets_trip_on_real_usage_after_the_call() {
 #[tokio::test]
 async fn the_cost_budget_uses_the_price_table_and_is_shared_with_nested_runs() {
     let mut prices = Prices::empty();
-    prices.set(
-        "scripted",
-        Price::new(1.0, 1.0),
-    );
+    prices.set("scripted", Price::new(1.0, 1.0));
     let tracker = Arc::new(BudgetTracker::with_prices(
         Budget {
             max_cost_usd: Some(0.25),

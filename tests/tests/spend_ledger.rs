@@ -93,7 +93,10 @@ async fn eight_parallel_runs_under_a_shared_cost_cap_never_spend_more_than_it() 
         );
         assert!(spent.model_requests > 0);
     }
-    assert!(refused_somewhere > 0, "the cap never bound: the test proves nothing");
+    assert!(
+        refused_somewhere > 0,
+        "the cap never bound: the test proves nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -124,11 +127,9 @@ async fn a_budget_under_a_parent_books_in_both_and_each_limit_applies() {
     }));
     // The agent's own budget would allow 10; the shared one above it stops the run at 3.
     let agent = LlmAgent::builder(busy_agent(5, 50).model().clone())
-        .tool(tool_fn(
-            "wait",
-            "Waits.",
-            |w: Wait, _| async move { Ok(format!("waited {}", w.n)) },
-        ))
+        .tool(tool_fn("wait", "Waits.", |w: Wait, _| async move {
+            Ok(format!("waited {}", w.n))
+        }))
         .budget(Budget {
             max_model_requests: Some(10),
             ..Default::default()
@@ -195,7 +196,9 @@ async fn without_a_cost_cap_an_unpriced_model_runs_and_its_cost_is_unknown_not_z
     let costs: Vec<Option<f64>> = events
         .iter()
         .filter_map(|e| match e {
-            RunEvent::TurnFinished { cost_usd, model, .. } => {
+            RunEvent::TurnFinished {
+                cost_usd, model, ..
+            } => {
                 assert_eq!(model, "house-model");
                 Some(*cost_usd)
             }

@@ -207,8 +207,14 @@ async fn pause_and_resume(decision: Approval) -> (RunResult, Vec<String>) {
     let interruption = paused.interruption.unwrap();
     assert_eq!(interruption.pending.len(), 1);
     let pending = &interruption.pending[0];
-    assert_eq!((pending.call_id.as_str(), pending.name.as_str()), ("o1/d1", "delete"));
-    assert!(deleted.lock().unwrap().is_empty(), "nothing ran before the decision");
+    assert_eq!(
+        (pending.call_id.as_str(), pending.name.as_str()),
+        ("o1/d1", "delete")
+    );
+    assert!(
+        deleted.lock().unwrap().is_empty(),
+        "nothing ran before the decision"
+    );
     let saved = serde_json::to_string(&interruption.state).unwrap();
     let state = serde_json::from_str(&saved).unwrap();
     let result = boss
@@ -225,8 +231,7 @@ async fn an_approved_nested_call_runs_and_the_outer_run_finishes_as_one() {
     assert_eq!(deleted, vec!["/tmp/x"]);
     assert_eq!(result.stop_reason, StopReason::Completed);
     assert_eq!(
-        result.text,
-        "janitor said: tool said: deleted /tmp/x",
+        result.text, "janitor said: tool said: deleted /tmp/x",
         "the outer model read the nested run's real answer"
     );
     // The outer run's one call answered once; the nested run counted once.
@@ -247,7 +252,11 @@ async fn a_rejected_nested_call_does_not_run_and_the_sub_agent_reads_why() {
     })
     .await;
     assert!(deleted.is_empty());
-    assert!(result.text.contains("rejected this call: not today"), "{}", result.text);
+    assert!(
+        result.text.contains("rejected this call: not today"),
+        "{}",
+        result.text
+    );
 }
 
 #[tokio::test]
@@ -281,7 +290,11 @@ async fn a_typed_agent_tool_offers_the_structs_schema_and_passes_the_checked_fie
     let tool = AgentTool::typed::<Research>(Arc::new(researcher)).unwrap();
     let outer_model = Arc::new(
         ScriptedModel::new()
-            .then_response(call("r", "researcher", json!({"question": "why", "max_sources": 2})))
+            .then_response(call(
+                "r",
+                "researcher",
+                json!({"question": "why", "max_sources": 2}),
+            ))
             .then_response(call("r2", "researcher", json!({"question": "why"})))
             .then_text("ok"),
     );
@@ -291,7 +304,10 @@ async fn a_typed_agent_tool_offers_the_structs_schema_and_passes_the_checked_fie
         .unwrap();
     outer.ask("go").await.unwrap();
     let spec = &outer_model.requests()[0].tools[0];
-    assert_eq!(spec.parameters["required"], json!(["question", "max_sources"]));
+    assert_eq!(
+        spec.parameters["required"],
+        json!(["question", "max_sources"])
+    );
     let sent: serde_json::Value =
         serde_json::from_str(&inner.requests()[0].last_user_text().unwrap()).unwrap();
     assert_eq!(sent, json!({"question": "why", "max_sources": 2}));
@@ -321,7 +337,13 @@ async fn eight_parallel_sub_agents_under_a_shared_cap_never_spend_more_than_it()
         ));
         let mut outer = ScriptedModel::named("priced");
         let calls: Vec<ToolCall> = (0..8)
-            .map(|n| ToolCall::new(format!("w{n}"), format!("worker{n}"), &json!({"input": "work"})))
+            .map(|n| {
+                ToolCall::new(
+                    format!("w{n}"),
+                    format!("worker{n}"),
+                    &json!({"input": "work"}),
+                )
+            })
             .collect();
         outer = outer
             .then_response(ChatResponse::tool_calls(calls))

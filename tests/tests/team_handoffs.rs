@@ -43,9 +43,11 @@ fn team(triage: ScriptedModel, billing: ScriptedModel) -> (Team, Arc<ScriptedMod
     let triage = LlmAgent::builder(Arc::new(triage))
         .name("triage")
         .instructions("You route requests.")
-        .tool(tool_fn("lookup", "Looks up an order.", |a: Id, _| async move {
-            Ok(format!("order {}", a.id))
-        }))
+        .tool(tool_fn(
+            "lookup",
+            "Looks up an order.",
+            |a: Id, _| async move { Ok(format!("order {}", a.id)) },
+        ))
         .handoff(Handoff::to("billing").description("Invoices and refunds."))
         .handoff(Handoff::to("tech"))
         .build()
@@ -53,9 +55,11 @@ fn team(triage: ScriptedModel, billing: ScriptedModel) -> (Team, Arc<ScriptedMod
     let billing = LlmAgent::builder(billing_model.clone())
         .name("billing")
         .instructions("You handle refunds.")
-        .tool(tool_fn("refund", "Refunds an order.", |a: Id, _| async move {
-            Ok(format!("refunded {}", a.id))
-        }))
+        .tool(tool_fn(
+            "refund",
+            "Refunds an order.",
+            |a: Id, _| async move { Ok(format!("refunded {}", a.id)) },
+        ))
         .build()
         .unwrap();
     let tech = LlmAgent::builder(Arc::new(ScriptedModel::new().then_text("tech here")))
@@ -81,7 +85,10 @@ async fn after_a_transfer_the_next_request_has_the_new_instructions_and_only_the
         ScriptedModel::new().then_response(calls(&[("t1", "transfer_to_billing")])),
         ScriptedModel::new().then_text("Refund started."),
     );
-    let result = team.run("triage", "refund me", &RunContext::new()).await.unwrap();
+    let result = team
+        .run("triage", "refund me", &RunContext::new())
+        .await
+        .unwrap();
     assert_eq!(result.text, "Refund started.");
     // The transfer call got exactly one result.
     assert_eq!(
@@ -91,7 +98,12 @@ async fn after_a_transfer_the_next_request_has_the_new_instructions_and_only_the
     let request = &billing.requests()[0];
     assert_eq!(request.messages[0].text(), "You handle refunds.");
     assert!(
-        request.messages.iter().filter(|m| matches!(m, Message::System { .. })).count() == 1,
+        request
+            .messages
+            .iter()
+            .filter(|m| matches!(m, Message::System { .. }))
+            .count()
+            == 1,
         "one system message: the new agent's"
     );
     let names: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
@@ -107,7 +119,10 @@ async fn a_call_to_a_tool_of_the_previous_agent_is_refused_cleanly() {
             .then_response(calls(&[("r1", "refund")]))
             .then_text("done"),
     );
-    let result = team.run("triage", "refund me", &RunContext::new()).await.unwrap();
+    let result = team
+        .run("triage", "refund me", &RunContext::new())
+        .await
+        .unwrap();
     let results = tool_results(&result.new_messages);
     assert_eq!(results.len(), 3);
     let (id, content, is_error) = &results[1];
@@ -126,10 +141,16 @@ async fn the_first_of_two_transfers_in_one_turn_wins_and_the_other_is_told_why()
         ])),
         ScriptedModel::new(),
     );
-    let result = team.run("triage", "help", &RunContext::new()).await.unwrap();
+    let result = team
+        .run("triage", "help", &RunContext::new())
+        .await
+        .unwrap();
     assert_eq!(result.text, "tech here");
     let results = tool_results(&result.new_messages);
-    assert_eq!(results[0], ("t1".into(), "Transferred to `tech`.".into(), false));
+    assert_eq!(
+        results[0],
+        ("t1".into(), "Transferred to `tech`.".into(), false)
+    );
     let (id, content, is_error) = &results[1];
     assert_eq!(id, "t2");
     assert!(*is_error, "{content}");
@@ -142,7 +163,10 @@ async fn the_first_of_two_transfers_in_one_turn_wins_and_the_other_is_told_why()
 fn ping_pong_agent(name: &str, other: &str, turns: usize) -> LlmAgent {
     let mut model = ScriptedModel::new();
     for n in 0..turns {
-        model = model.then_response(calls(&[(&format!("{name}{n}"), &format!("transfer_to_{other}"))]));
+        model = model.then_response(calls(&[(
+            &format!("{name}{n}"),
+            &format!("transfer_to_{other}"),
+        )]));
     }
     LlmAgent::builder(Arc::new(model))
         .name(name)
@@ -167,7 +191,10 @@ async fn agents_handing_back_and_forth_stop_at_the_handoff_limit_with_a_typed_re
         panic!("{err}");
     };
     assert_eq!(*limit, 3);
-    assert_eq!(partial.turns, 4, "three handoffs, and the turn that asked for a fourth");
+    assert_eq!(
+        partial.turns, 4,
+        "three handoffs, and the turn that asked for a fourth"
+    );
     agent_core::check_history(&partial.new_messages).unwrap();
     let last = tool_results(&partial.new_messages).pop().unwrap();
     assert!(last.2 && last.1.contains("limit of 3 handoffs"), "{last:?}");
@@ -217,7 +244,10 @@ async fn the_input_filter_shapes_what_the_new_agent_sees_and_the_callback_hears_
     let ctx = RunContext::new();
     let result = team.run("triage", "refund order 7", &ctx).await.unwrap();
     assert_eq!(result.text, "ok");
-    assert_eq!(seen.lock().unwrap().clone(), vec!["triage->billing after 5 messages"]);
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec!["triage->billing after 5 messages"]
+    );
     let request = &billing_model.requests()[0];
     let texts: Vec<String> = request.messages.iter().map(Message::text).collect();
     assert_eq!(texts, vec!["Refunds.", "refund order 7"]);
@@ -231,7 +261,8 @@ async fn a_run_saved_in_the_middle_of_a_handoff_resumes_in_another_team_with_the
     // with the transfer decided but not done.
     let build = |billing_answer: &str| {
         let triage = LlmAgent::builder(Arc::new(
-            ScriptedModel::new().then_response(calls(&[("t1", "transfer_to_billing"), ("l1", "lookup")])),
+            ScriptedModel::new()
+                .then_response(calls(&[("t1", "transfer_to_billing"), ("l1", "lookup")])),
         ))
         .name("triage")
         .tool(tool_fn("lookup", "Looks up.", |a: Id, _| async move {
@@ -249,14 +280,22 @@ async fn a_run_saved_in_the_middle_of_a_handoff_resumes_in_another_team_with_the
         Team::new([Arc::new(triage), Arc::new(billing)]).unwrap()
     };
     let first = build("never asked");
-    let paused = first.run("triage", "refund", &RunContext::new()).await.unwrap();
+    let paused = first
+        .run("triage", "refund", &RunContext::new())
+        .await
+        .unwrap();
     assert_eq!(paused.stop_reason, StopReason::AwaitingApproval);
     let saved = serde_json::to_string(&paused.interruption.unwrap().state).unwrap();
     // Another process: a fresh team of agents with the same names.
     let second = build("billing took over");
     let state: RunState = serde_json::from_str(&saved).unwrap();
     let result = second
-        .resume_with_approvals("triage", state, vec![("l1".into(), Approval::Approve)], &RunContext::new())
+        .resume_with_approvals(
+            "triage",
+            state,
+            vec![("l1".into(), Approval::Approve)],
+            &RunContext::new(),
+        )
         .await
         .unwrap();
     assert_eq!(result.text, "billing took over");
@@ -278,15 +317,23 @@ fn a_state_saved_at_the_handoff_hands_off_again_when_resumed() {
         .unwrap();
     let tools = triage.tools();
     let mut state = triage.start("refund", &[]);
-    assert!(matches!(state.step(&tools, Input::Resume), Action::CallModel(_)));
+    assert!(matches!(
+        state.step(&tools, Input::Resume),
+        Action::CallModel(_)
+    ));
     let action = state.step(
         &tools,
         Input::ModelResponse(calls(&[("t1", "transfer_to_billing")])),
     );
-    assert!(matches!(&action, Action::HandOff { to } if to == "billing"), "{action:?}");
+    assert!(
+        matches!(&action, Action::HandOff { to } if to == "billing"),
+        "{action:?}"
+    );
     let mut restored: RunState =
         serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
-    assert!(matches!(restored.step(&tools, Input::Resume), Action::HandOff { to } if to == "billing"));
+    assert!(
+        matches!(restored.step(&tools, Input::Resume), Action::HandOff { to } if to == "billing")
+    );
     let action = restored.step(
         &ToolSet::empty(),
         Input::HandedOff {
@@ -324,7 +371,10 @@ fn a_team_refuses_a_handoff_to_an_agent_it_does_not_have() {
         .build()
         .unwrap();
     let err = Team::new([Arc::new(triage)]).unwrap_err();
-    assert_eq!(err.to_string(), "`triage` hands off to `billing`, which is not in the team");
+    assert_eq!(
+        err.to_string(),
+        "`triage` hands off to `billing`, which is not in the team"
+    );
 }
 
 #[tokio::test]

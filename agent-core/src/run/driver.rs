@@ -286,7 +286,9 @@ impl ModelIo<'_> {
             Some(tracker) => match tracker.reserve(self.model.model(), request) {
                 Ok(reservation) => Some(reservation),
                 Err(Refusal::Unpriced { model }) => {
-                    let refusal = Refusal::Unpriced { model: model.clone() };
+                    let refusal = Refusal::Unpriced {
+                        model: model.clone(),
+                    };
                     return Input::ModelFailed(
                         ModelError::new(ModelErrorKind::Configuration, refusal.to_string())
                             .with_provider(self.model.provider(), model),
@@ -659,6 +661,9 @@ fn finished_event(name: &str, outcome: &ToolOutcome, cap: usize) -> RunEvent {
     }
 }
 
+/// A call of a turn, by position, with the link lent to it if its tool nests runs.
+type LinkedCall = (usize, ToolInvocation, Option<Arc<NestedLink>>);
+
 /// Runs the tool calls of one turn for a run: the tools, the limits, and the run's
 /// identity and cancellation token that every call's [`ToolContext`] is made from.
 #[derive(Clone, Copy, Debug)]
@@ -712,7 +717,7 @@ impl<'a> ToolRunner<'a> {
         invocations: Vec<(ToolInvocation, Option<Arc<NestedLink>>)>,
     ) -> impl futures::Stream<Item = (usize, ToolOutcome)> + Send + use<'a> {
         // Groups that run one after another: a run of parallel-safe calls, or one other call.
-        let mut groups: Vec<Vec<(usize, ToolInvocation, Option<Arc<NestedLink>>)>> = Vec::new();
+        let mut groups: Vec<Vec<LinkedCall>> = Vec::new();
         let mut open_parallel = false;
         for (i, (invocation, link)) in invocations.into_iter().enumerate() {
             let parallel = self
@@ -736,7 +741,11 @@ impl<'a> ToolRunner<'a> {
         })
     }
 
-    async fn run_one(self, invocation: ToolInvocation, link: Option<Arc<NestedLink>>) -> ToolOutcome {
+    async fn run_one(
+        self,
+        invocation: ToolInvocation,
+        link: Option<Arc<NestedLink>>,
+    ) -> ToolOutcome {
         let not_run = |invocation: ToolInvocation, kind, why: String| ToolOutcome {
             call_id: invocation.call_id,
             result: Err(ToolError::new(kind, why)),
