@@ -708,7 +708,7 @@ impl LlmAgent {
     /// memory of its own and the context names none (memory is never silently ignored). A
     /// store that is the memory only because it is the store serves sessions that are named:
     /// unrelated durable runs do not become one conversation.
-    fn session<'a>(&self, ctx: &'a RunContext) -> Option<&'a str> {
+    pub(crate) fn session<'a>(&self, ctx: &'a RunContext) -> Option<&'a str> {
         match (&ctx.session, &self.memory) {
             (Some(session), _) => Some(session),
             (None, Some(_)) if !self.memory_from_store => Some(DEFAULT_SESSION),

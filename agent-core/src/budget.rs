@@ -319,24 +319,7 @@ impl Reservation {
     /// the chain's limits against the real spending.
     pub fn settle(mut self, model: &str, usage: &Usage) -> Result<(), Exceeded> {
         self.settled = true;
-        let tracker = self.tracker.clone();
-        let _guard = tracker.lock();
-        let cost = tracker.prices.cost(model, usage);
-        let spend = Hold {
-            requests: 1,
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cost_micros: cost.map_or(0, to_micros),
-        };
-        let mut verdict = Ok(());
-        for t in tracker.chain() {
-            t.release(self.hold);
-            t.book(spend, cost.is_none());
-            if verdict.is_ok() {
-                verdict = t.check_spent();
-            }
-        }
-        verdict
+        self.tracker.book_call(model, usage, self.hold)
     }
 }
 
@@ -641,6 +624,12 @@ impl BudgetTracker {
     /// Books a model call's usage without a reservation (a resumed run's earlier spending,
     /// say) in this tracker and every one above it, then checks the limits.
     pub fn record_model_call(&self, model: &str, usage: &Usage) -> Result<(), Exceeded> {
+        self.book_call(model, usage, Hold::default())
+    }
+
+    /// Books a call's real usage in this tracker and every one above it, in place of what
+    /// it held, then checks the limits against the real spending.
+    fn book_call(&self, model: &str, usage: &Usage, held: Hold) -> Result<(), Exceeded> {
         let cost = self.prices.cost(model, usage);
         let spend = Hold {
             requests: 1,
@@ -651,6 +640,7 @@ impl BudgetTracker {
         let _guard = self.lock();
         let mut verdict = Ok(());
         for t in self.chain() {
+            t.release(held);
             t.book(spend, cost.is_none());
             if verdict.is_ok() {
                 verdict = t.check_spent();

@@ -317,12 +317,7 @@ impl Team {
         state: RunState,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
-        let agent = self.starter(first).ok_or_else(|| no_such_agent(first))?;
-        let mut run = Continue::fresh(ctx.session.as_deref());
-        run.team = Some(self);
-        agent
-            .execute(state, run, ctx, EventSink::none(), None)
-            .await
+        self.go_on(first, state, Input::Resume, ctx).await
     }
 
     /// Continues a paused run of the team (see [`LlmAgent::resume_with_approvals`]).
@@ -333,9 +328,20 @@ impl Team {
         decisions: Vec<(String, Approval)>,
         ctx: &RunContext,
     ) -> Result<RunResult, AgentError> {
+        self.go_on(first, state, Input::Approvals(decisions), ctx)
+            .await
+    }
+
+    async fn go_on(
+        &self,
+        first: &str,
+        state: RunState,
+        input: Input,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
         let agent = self.starter(first).ok_or_else(|| no_such_agent(first))?;
-        let mut run = Continue::fresh(ctx.session.as_deref());
-        run.first = Input::Approvals(decisions);
+        let mut run = Continue::fresh(agent.session(ctx));
+        run.first = input;
         run.team = Some(self);
         agent
             .execute(state, run, ctx, EventSink::none(), None)

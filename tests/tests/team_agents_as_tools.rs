@@ -387,3 +387,80 @@ async fn eight_parallel_sub_agents_under_a_shared_cap_never_spend_more_than_it()
 struct Step {
     k: u32,
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_agent_tools_of_one_turn_run_at_the_same_time() {
+    // Each sub-agent's tool waits for the other's: one at a time, they would wait forever.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let mut outer = LlmAgent::builder(Arc::new(
+        ScriptedModel::new()
+            .then_response(ChatResponse::tool_calls(vec![
+                ToolCall::new("a", "left", &json!({"input": "go"})),
+                ToolCall::new("b", "right", &json!({"input": "go"})),
+            ]))
+            .then_text("both met"),
+    ));
+    for name in ["left", "right"] {
+        let barrier = barrier.clone();
+        let agent = LlmAgent::builder(Arc::new(
+            ScriptedModel::new()
+                .then_response(call("m", "meet", json!({"k": 1})))
+                .then_text("met"),
+        ))
+        .name(name)
+        .description("Meets the other.")
+        .tool(tool_fn(
+            "meet",
+            "Waits for the other.",
+            move |_: Step, _| {
+                let barrier = barrier.clone();
+                async move {
+                    barrier.wait().await;
+                    Ok("met")
+                }
+            },
+        ))
+        .build()
+        .unwrap();
+        outer = outer.tool(AgentTool::new(Arc::new(agent)).unwrap().parallel(true));
+    }
+    let outer = outer.build().unwrap();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(30), outer.ask("go"))
+        .await
+        .expect("the two sub-agents ran one after the other")
+        .unwrap();
+    assert_eq!(result.text, "both met");
+    assert_eq!(result.sub_agents.len(), 2);
+}
+
+#[tokio::test]
+async fn an_agent_tool_called_outside_a_run_reports_a_pause_as_an_error_not_a_success() {
+    use agent_core::Tool;
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let janitor = LlmAgent::builder(Arc::new(janitor_model()))
+        .name("janitor")
+        .description("Cleans up.")
+        .tool(tool_fn("delete", "Deletes a file.", move |d: Delete, _| {
+            let deleted = deleted.clone();
+            async move {
+                deleted.lock().unwrap().push(d.path);
+                Ok("deleted")
+            }
+        }))
+        .approval_policy(|name, _| name == "delete")
+        .build()
+        .unwrap();
+    let tool = AgentTool::new(Arc::new(janitor)).unwrap();
+    let err = tool
+        .call(
+            json!({"input": "clean"}),
+            &agent_core::ToolContext::detached(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("paused for approval"),
+        "{}",
+        err.message
+    );
+}
