@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use agent_core::backends::openai::OpenAiCompatible;
+use agent_core::backends::{HttpConfig, HttpVersion};
 use agent_core::{LlmAgent, RunLimits, ToolMeta, tool_fn};
-use agent_tests::fake_server::{FakeServer, Recorded, Reply};
 use agent_tests::proc_stats::{cpu_time, peak_rss_kib};
 use serde_json::{Value, json};
 
@@ -40,6 +40,8 @@ struct Options {
     turns: usize,
     repeat: usize,
     store: bool,
+    http2: bool,
+    fresh_agents: bool,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
@@ -50,6 +52,8 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         turns: 2,
         repeat: 3,
         store: false,
+        http2: false,
+        fresh_agents: false,
     };
     let mut i = 0;
     while i < args.len() {
@@ -65,6 +69,8 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--turns" => o.turns = value(i)?.max(2) as usize,
             "--repeat" => o.repeat = value(i)?.max(1) as usize,
             "--store" => o.store = value(i)? != 0,
+            "--http2" => o.http2 = value(i)? != 0,
+            "--fresh-agents" => o.fresh_agents = value(i)? != 0,
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -77,6 +83,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("--serve") => serve(&args[1..]),
         Some("--client") => client(&args[1..]),
+        Some("--check") => check(&args[1..]),
         _ => parent(&args),
     };
     if let Err(e) = result {
@@ -87,51 +94,103 @@ fn main() {
 
 // ------------------------------------------------------------------------- the mock server
 
-fn mock_reply(turns: usize, latency: Duration) -> impl Fn(&Recorded, usize) -> Reply + Send + Sync {
-    move |request, _| {
-        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-        let assistants = body["messages"]
-            .as_array()
-            .map_or(0, |m| m.iter().filter(|m| m["role"] == "assistant").count());
-        let reply = if assistants + 1 >= turns {
-            json!({"id": "x", "object": "chat.completion", "model": "mock",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 60, "completion_tokens": 8, "total_tokens": 68}})
-        } else {
-            let n = assistants;
-            json!({"id": "x", "object": "chat.completion", "model": "mock",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
-                    {"id": format!("call_{n}a"), "type": "function", "function": {"name": "add", "arguments": "{\"a\":2,\"b\":3}"}},
-                    {"id": format!("call_{n}m"), "type": "function", "function": {"name": "multiply", "arguments": "{\"a\":4,\"b\":5}"}}
-                ]}, "finish_reason": "tool_calls"}],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 30, "total_tokens": 80}})
-        };
-        Reply::json(200, &reply).after(latency)
-    }
+/// The mock's answers, serialised once: `replies[n]` answers a conversation that already
+/// holds `n` assistant messages.
+fn mock_replies(turns: usize) -> Vec<bytes::Bytes> {
+    (0..turns)
+        .map(|n| {
+            let reply = if n + 1 >= turns {
+                json!({"id": "x", "object": "chat.completion", "model": "mock",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 60, "completion_tokens": 8, "total_tokens": 68}})
+            } else {
+                json!({"id": "x", "object": "chat.completion", "model": "mock",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": format!("call_{n}a"), "type": "function", "function": {"name": "add", "arguments": "{\"a\":2,\"b\":3}"}},
+                        {"id": format!("call_{n}m"), "type": "function", "function": {"name": "multiply", "arguments": "{\"a\":4,\"b\":5}"}}
+                    ]}, "finish_reason": "tool_calls"}],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 30, "total_tokens": 80}})
+            };
+            bytes::Bytes::from(reply.to_string())
+        })
+        .collect()
 }
 
+/// How many assistant messages a request body holds (both clients write compact JSON).
+fn assistants_in(body: &[u8]) -> usize {
+    const NEEDLE: &[u8] = br#""role":"assistant""#;
+    body.windows(NEEDLE.len()).filter(|w| *w == NEEDLE).count()
+}
+
+/// The mock model: HTTP/1.1 and HTTP/2 in clear text (prior knowledge) on one port, so both
+/// clients can be measured over either. It does as little as it can per request (one scan
+/// of the body, a reply serialised in advance), because on two cores its CPU is taken from
+/// the client's.
 fn serve(args: &[String]) -> Result<(), String> {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
     let o = parse_options(args)?;
+    raise_fd_limit();
+    let replies = Arc::new(mock_replies(o.turns));
+    let latency = Duration::from_millis(o.latency_ms);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let server = FakeServer::start_with(
-            mock_reply(o.turns, Duration::from_millis(o.latency_ms)),
-            false,
-            0,
-        )
-        .await;
-        println!("{}", server.base_url());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| e.to_string())?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("http://{address}");
+        tokio::spawn(async move {
+            let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            http.http2()
+                .max_concurrent_streams(None)
+                .initial_connection_window_size(16 << 20)
+                .initial_stream_window_size(1 << 20);
+            let http = Arc::new(http);
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let replies = replies.clone();
+                let http = http.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let replies = replies.clone();
+                            async move {
+                                let body = request.into_body().collect().await?.to_bytes();
+                                let n = assistants_in(&body).min(replies.len() - 1);
+                                if !latency.is_zero() {
+                                    tokio::time::sleep(latency).await;
+                                }
+                                let mut response =
+                                    hyper::Response::new(Full::new(replies[n].clone()));
+                                response.headers_mut().insert(
+                                    hyper::header::CONTENT_TYPE,
+                                    hyper::header::HeaderValue::from_static("application/json"),
+                                );
+                                Ok::<_, hyper::Error>(response)
+                            }
+                        },
+                    );
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
         // Serve until the parent closes our stdin.
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)
         })
         .await;
-        drop(server);
-    });
+        Ok::<_, String>(())
+    })?;
+    runtime.shutdown_background();
     Ok(())
 }
 
@@ -141,6 +200,7 @@ fn client(args: &[String]) -> Result<(), String> {
     let (mode, rest) = args.split_first().ok_or("--client needs ours|floor")?;
     let (url, rest) = rest.split_first().ok_or("--client needs a server URL")?;
     let o = parse_options(rest)?;
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -156,8 +216,23 @@ fn client(args: &[String]) -> Result<(), String> {
         let work: Arc<
             dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync,
         > = match mode.as_str() {
+            "ours" if o.fresh_agents => {
+                // Every run builds its own model and agent, as a server that makes an agent
+                // per request does: what an agent costs to make is measured too.
+                let url = Arc::new(url.clone());
+                let store = store_dir.as_ref().map(|d| Arc::new(d.path().to_owned()));
+                let o = o.clone();
+                Arc::new(move || {
+                    let (url, store, o) = (url.clone(), store.clone(), o.clone());
+                    Box::pin(async move {
+                        let agent = ours(&url, &o, store.as_deref().map(|p| p.as_path()))?;
+                        let result = agent.ask(PROMPT).await.map_err(|e| e.to_string())?;
+                        (result.text == ANSWER).then_some(()).ok_or(result.text)
+                    })
+                })
+            }
             "ours" => {
-                let agent = Arc::new(ours(url, o.turns, store_dir.as_ref().map(|d| d.path()))?);
+                let agent = Arc::new(ours(url, &o, store_dir.as_ref().map(|d| d.path()))?);
                 Arc::new(move || {
                     let agent = agent.clone();
                     Box::pin(async move {
@@ -169,15 +244,18 @@ fn client(args: &[String]) -> Result<(), String> {
             "floor" => {
                 // reqwest 0.13 takes the process-wide rustls provider (ring, as ours).
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let http = reqwest::Client::builder()
-                    .tcp_nodelay(true)
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                let mut http = reqwest::Client::builder().tcp_nodelay(true);
+                if o.http2 {
+                    http = http.http2_prior_knowledge();
+                }
+                let http = http.build().map_err(|e| e.to_string())?;
                 let url = Arc::new(format!("{url}/chat/completions"));
+                let tools = Arc::new(floor_tools());
                 Arc::new(move || {
                     let http = http.clone();
                     let url = url.clone();
-                    Box::pin(async move { floor_run(&http, &url).await })
+                    let tools = tools.clone();
+                    Box::pin(async move { floor_run(&http, &url, &tools).await })
                 })
             }
             other => return Err(format!("unknown client {other}")),
@@ -230,11 +308,21 @@ struct Pair {
     b: i64,
 }
 
-fn ours(url: &str, turns: usize, store: Option<&std::path::Path>) -> Result<LlmAgent, String> {
+fn ours(url: &str, o: &Options, store: Option<&std::path::Path>) -> Result<LlmAgent, String> {
+    let turns = o.turns;
+    let version = if o.http2 {
+        HttpVersion::Http2PriorKnowledge
+    } else {
+        HttpVersion::Negotiate
+    };
     let model = OpenAiCompatible::builder("openai-compatible")
         .map_err(|e| e.to_string())?
         .model("mock")
         .base_url(url)
+        .http_config(HttpConfig {
+            version,
+            ..HttpConfig::default()
+        })
         .build()
         .map_err(|e| e.to_string())?;
     let mut builder = LlmAgent::builder(Arc::new(model));
@@ -267,25 +355,138 @@ fn ours(url: &str, turns: usize, store: Option<&std::path::Path>) -> Result<LlmA
         .map_err(|e| e.to_string())
 }
 
-fn floor_tools() -> Value {
-    let params = json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]});
-    json!([
-        {"type": "function", "function": {"name": "add", "description": "Adds two integers.", "parameters": params}},
-        {"type": "function", "function": {"name": "multiply", "description": "Multiplies two integers.", "parameters": params}}
-    ])
+// The floor speaks the wire format with typed structs, as a careful hand-written client
+// would: requests serialise from borrowed data, responses parse into exactly the fields it
+// reads, arguments into the tool's own type. No `serde_json::Value` tree anywhere, one
+// client, nothing else: a floor that does extra work would hide ours.
+
+#[derive(serde::Serialize)]
+struct FloorRequest<'a> {
+    model: &'a str,
+    messages: &'a [FloorMessage],
+    tools: &'a [FloorTool],
+    stream: bool,
+}
+
+#[derive(serde::Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum FloorMessage {
+    System {
+        content: &'static str,
+    },
+    User {
+        content: &'static str,
+    },
+    Assistant {
+        content: Option<String>,
+        tool_calls: Vec<FloorCall>,
+    },
+    Tool {
+        tool_call_id: String,
+        content: String,
+    },
+}
+
+#[derive(serde::Serialize)]
+struct FloorTool {
+    r#type: &'static str,
+    function: FloorFunction,
+}
+
+#[derive(serde::Serialize)]
+struct FloorFunction {
+    name: &'static str,
+    description: &'static str,
+    parameters: FloorParameters,
+}
+
+/// `{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}},"required":["a","b"]}`
+#[derive(serde::Serialize)]
+struct FloorParameters {
+    r#type: &'static str,
+    properties: FloorProperties,
+    required: [&'static str; 2],
+}
+
+#[derive(serde::Serialize)]
+struct FloorProperties {
+    a: FloorType,
+    b: FloorType,
+}
+
+#[derive(serde::Serialize)]
+struct FloorType {
+    r#type: &'static str,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FloorCall {
+    id: String,
+    r#type: String,
+    function: FloorCallFunction,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FloorCallFunction {
+    name: String,
+    arguments: String,
+}
+
+#[derive(serde::Deserialize)]
+struct FloorResponse {
+    choices: Vec<FloorChoice>,
+}
+
+#[derive(serde::Deserialize)]
+struct FloorChoice {
+    message: FloorReply,
+}
+
+#[derive(serde::Deserialize)]
+struct FloorReply {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<FloorCall>,
+}
+
+fn floor_tools() -> Vec<FloorTool> {
+    let integer = || FloorType { r#type: "integer" };
+    let tool = |name, description| FloorTool {
+        r#type: "function",
+        function: FloorFunction {
+            name,
+            description,
+            parameters: FloorParameters {
+                r#type: "object",
+                properties: FloorProperties {
+                    a: integer(),
+                    b: integer(),
+                },
+                required: ["a", "b"],
+            },
+        },
+    };
+    vec![
+        tool("add", "Adds two integers."),
+        tool("multiply", "Multiplies two integers."),
+    ]
 }
 
 /// The floor: what a program with no framework does, and nothing more.
-async fn floor_run(http: &reqwest::Client, url: &str) -> Result<(), String> {
-    let tools = floor_tools();
+async fn floor_run(http: &reqwest::Client, url: &str, tools: &[FloorTool]) -> Result<(), String> {
     let mut messages = vec![
-        json!({"role": "system", "content": "Use the tools for arithmetic."}),
-        json!({"role": "user", "content": PROMPT}),
+        FloorMessage::System {
+            content: "Use the tools for arithmetic.",
+        },
+        FloorMessage::User { content: PROMPT },
     ];
     loop {
-        let body = serde_json::to_vec(
-            &json!({"model": "mock", "messages": messages, "tools": tools, "stream": false}),
-        )
+        let body = serde_json::to_vec(&FloorRequest {
+            model: "mock",
+            messages: &messages,
+            tools,
+            stream: false,
+        })
         .map_err(|e| e.to_string())?;
         let bytes = http
             .post(url)
@@ -297,32 +498,36 @@ async fn floor_run(http: &reqwest::Client, url: &str) -> Result<(), String> {
             .bytes()
             .await
             .map_err(|e| e.to_string())?;
-        let mut response: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        let message = response["choices"][0]["message"].take();
-        let Some(calls) = message["tool_calls"].as_array().cloned() else {
-            let text = message["content"].as_str().unwrap_or_default();
-            return (text == ANSWER)
-                .then_some(())
-                .ok_or_else(|| text.to_owned());
-        };
-        messages.push(message);
-        for call in calls {
-            let args: Value =
-                serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))
-                    .map_err(|e| e.to_string())?;
-            let (a, b) = (
-                args["a"].as_i64().unwrap_or(0),
-                args["b"].as_i64().unwrap_or(0),
-            );
-            let result = match call["function"]["name"].as_str() {
-                Some("add") => a + b,
-                Some("multiply") => a * b,
+        let response: FloorResponse = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let message = response
+            .choices
+            .into_iter()
+            .next()
+            .ok_or("no choice")?
+            .message;
+        if message.tool_calls.is_empty() {
+            let text = message.content.unwrap_or_default();
+            return (text == ANSWER).then_some(()).ok_or(text);
+        }
+        let mut results = Vec::with_capacity(message.tool_calls.len());
+        for call in &message.tool_calls {
+            let p: Pair =
+                serde_json::from_str(&call.function.arguments).map_err(|e| e.to_string())?;
+            let result = match call.function.name.as_str() {
+                "add" => p.a + p.b,
+                "multiply" => p.a * p.b,
                 _ => return Err("unknown tool".into()),
             };
-            messages.push(
-                json!({"role": "tool", "tool_call_id": call["id"], "content": result.to_string()}),
-            );
+            results.push(FloorMessage::Tool {
+                tool_call_id: call.id.clone(),
+                content: result.to_string(),
+            });
         }
+        messages.push(FloorMessage::Assistant {
+            content: message.content,
+            tool_calls: message.tool_calls,
+        });
+        messages.extend(results);
     }
 }
 
@@ -364,28 +569,59 @@ fn median(mut all: Vec<Measured>) -> Measured {
     all.swap_remove(middle)
 }
 
+/// The mock model in its own process, stopped when dropped (its stdin closes).
+struct Server {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Server {
+    fn start(args: &[String]) -> Result<Server, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .arg("--serve")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.as_mut() {
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+                .map_err(|e| e.to_string())?;
+        }
+        let url = line.trim().to_owned();
+        if url.is_empty() {
+            let _ = child.kill();
+            return Err("the mock server did not start".into());
+        }
+        Ok(Server { child, url })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 fn parent(args: &[String]) -> Result<(), String> {
     let o = parse_options(args)?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut server = Command::new(exe)
-        .arg("--serve")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    if let Some(stdout) = server.stdout.as_mut() {
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .map_err(|e| e.to_string())?;
-    }
-    let url = line.trim().to_owned();
+    let server = Server::start(args)?;
+    let url = server.url.clone();
     println!(
-        "loop_bench: {} runs, {} at a time, {} ms model latency, {} model turns per run, median of {}{} (server: separate process at {url})",
+        "loop_bench: {} runs, {} at a time, {} ms model latency, {} model turns per run, {}{}, median of {}{} (server: separate process at {url})",
         o.runs,
         o.concurrency,
         o.latency_ms,
         o.turns,
+        if o.http2 { "HTTP/2 (h2c)" } else { "HTTP/1.1" },
+        if o.fresh_agents {
+            ", a new agent per run"
+        } else {
+            ""
+        },
         o.repeat,
         if o.store {
             ", ours with a SQLite store"
@@ -413,8 +649,7 @@ fn parent(args: &[String]) -> Result<(), String> {
             }
         }
     }
-    drop(server.stdin.take());
-    let _ = server.wait();
+    drop(server);
     outcome?;
     let (floor, ours) = (median(floors), median(ourses));
     let turns = (o.runs * o.turns) as f64;
@@ -442,4 +677,153 @@ fn parent(args: &[String]) -> Result<(), String> {
         ours.peak_rss_kib as f64 / floor.peak_rss_kib.max(1) as f64
     );
     Ok(())
+}
+
+/// Ten thousand agents over HTTP/1.1 hold ten thousand sockets (and the server as many):
+/// lift this process's soft limit on open files to its hard limit.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+// ------------------------------------------------------------------------- the gate
+
+/// CI's regression gate, two measures of ours against the floor:
+///
+/// - CPU per run: short alternating rounds, sequential and 64 at a time; fails when the
+///   median ratio passes `--max-ratio` (2.0: a doubling), so a noisy shared machine never
+///   fails it;
+/// - instructions per run, sequential, counted by valgrind's callgrind (the same count on
+///   every run of the same binary, whatever else the machine does): fails past
+///   `--max-instructions-ratio` (1.6). The count is the difference between a client doing
+///   3,000 runs and one doing 1,000, so start-up cancels out. Without valgrind this part
+///   prints how to get it and is skipped, unless `AGENT_VALGRIND_REQUIRED=1`.
+fn check(args: &[String]) -> Result<(), String> {
+    let mut max_ratio = 2.0;
+    let mut max_instructions_ratio = 1.6;
+    let mut rounds = 7;
+    let mut runs = "2000".to_owned();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args
+            .get(i + 1)
+            .ok_or_else(|| format!("{} needs a value", args[i]))?;
+        match args[i].as_str() {
+            "--max-ratio" => max_ratio = value.parse().map_err(|_| "--max-ratio needs a number")?,
+            "--rounds" => rounds = value.parse().map_err(|_| "--rounds needs a number")?,
+            "--runs" => runs.clone_from(value),
+            "--max-instructions-ratio" => {
+                max_instructions_ratio = value
+                    .parse()
+                    .map_err(|_| "--max-instructions-ratio needs a number")?
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+        i += 2;
+    }
+    let mut failed = Vec::new();
+    for concurrency in ["1", "64"] {
+        let scenario: Vec<String> = [
+            "--runs",
+            runs.as_str(),
+            "--concurrency",
+            concurrency,
+            "--turns",
+            "2",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let server = Server::start(&scenario)?;
+        let mut ratios = Vec::new();
+        for _ in 0..rounds {
+            let floor = run_client("floor", &server.url, &scenario)?;
+            let ours = run_client("ours", &server.url, &scenario)?;
+            if floor.failures + ours.failures > 0 {
+                return Err(format!("{} runs failed", floor.failures + ours.failures));
+            }
+            ratios.push(ours.cpu_ms / floor.cpu_ms.max(0.001));
+        }
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        let all: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "loop_bench check, {concurrency} at a time: ours/floor CPU per run, median {median:.2}x of [{}] (gate {max_ratio}x)",
+            all.join(", ")
+        );
+        if median > max_ratio {
+            failed.push(format!("{concurrency} at a time: {median:.2}x"));
+        }
+    }
+    if let Some((floor, ours)) = instructions_per_run()? {
+        let ratio = ours as f64 / floor.max(1) as f64;
+        println!(
+            "loop_bench check, instructions per run (callgrind, sequential): ours {ours}, floor {floor}, {ratio:.2}x (gate {max_instructions_ratio}x)"
+        );
+        if ratio > max_instructions_ratio {
+            failed.push(format!("instructions per run: {ratio:.2}x"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ours above the gate against the floor: {}",
+            failed.join("; ")
+        ))
+    }
+}
+
+/// Instructions per sequential run of the floor and of ours, or `None` when valgrind is
+/// missing (and not required).
+fn instructions_per_run() -> Result<Option<(u64, u64)>, String> {
+    let have_valgrind = Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_valgrind {
+        if std::env::var("AGENT_VALGRIND_REQUIRED").is_ok_and(|v| v == "1") {
+            return Err("valgrind is required (AGENT_VALGRIND_REQUIRED=1) but missing".into());
+        }
+        println!(
+            "loop_bench check: instruction counts skipped (install valgrind, e.g. `apt-get install valgrind`, to run them)"
+        );
+        return Ok(None);
+    }
+    let scenario = |runs: &str| -> Vec<String> {
+        ["--runs", runs, "--concurrency", "1", "--turns", "2"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    };
+    let server = Server::start(&scenario("1"))?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let count = |mode: &str, runs: &str| -> Result<u64, String> {
+        let output = Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(&exe)
+            .args(["--client", mode, &server.url])
+            .args(scenario(runs))
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let log = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("callgrind of the {mode} client failed: {log}"));
+        }
+        // "==123== Collected : 12345" (callgrind's total of instructions read)
+        log.lines()
+            .find_map(|line| line.split("Collected :").nth(1))
+            .and_then(|n| n.trim().replace(',', "").parse().ok())
+            .ok_or_else(|| format!("no instruction count in callgrind's output: {log}"))
+    };
+    let per_run = |mode: &str| -> Result<u64, String> {
+        let (short, long) = (count(mode, "1000")?, count(mode, "3000")?);
+        Ok(long.saturating_sub(short) / 2000)
+    };
+    Ok(Some((per_run("floor")?, per_run("ours")?)))
 }

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::durable::{InterruptedCalls, JournalEntry, Lease, RunEnd, RunLog, RunStatus, RunStore};
 use crate::error::{ToolError, ToolSetError};
 use crate::memory::{ContextPolicy, KeepAll, Memory};
-use crate::message::Message;
+use crate::message::{ContentPart, Message};
 use crate::model::ChatModel;
 use crate::output::OutputSpec;
 use crate::run::{
@@ -215,6 +215,38 @@ impl LlmAgent {
         self.run(input, &RunContext::default()).await
     }
 
+    /// [`ask`](Self::ask) with a task made of parts: text, images (by URL or bytes) and
+    /// documents (PDF bytes). A model that cannot take a part fails the run with
+    /// [`ModelErrorKind::Unsupported`](crate::ModelErrorKind::Unsupported) before
+    /// anything is sent; nothing is dropped silently.
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: agent_core::LlmAgent) -> Result<(), agent_core::AgentError> {
+    /// use agent_core::ContentPart;
+    /// let result = agent
+    ///     .ask_parts(vec![
+    ///         ContentPart::text("What is the total of this invoice, and does the photo match it?"),
+    ///         ContentPart::pdf("invoice.pdf", &std::fs::read("invoice.pdf").unwrap_or_default()),
+    ///         ContentPart::image_url("https://example.com/receipt.jpg"),
+    ///     ])
+    ///     .await?;
+    /// println!("{}", result.text);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ask_parts(&self, parts: Vec<ContentPart>) -> Result<RunResult, AgentError> {
+        self.run_parts(parts, &RunContext::default()).await
+    }
+
+    /// [`run`](Agent::run) with a task made of parts (see [`ask_parts`](Self::ask_parts)).
+    pub async fn run_parts(
+        &self,
+        parts: Vec<ContentPart>,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        self.run_task_with_events(parts, ctx, EventSink::none(), None)
+            .await
+    }
+
     /// The agent's tools, as the next run gets them (cheap: the set is shared).
     pub fn tools(&self) -> ToolSet {
         match &self.dynamic {
@@ -251,10 +283,10 @@ impl LlmAgent {
     /// Builds the state of a new run over the given earlier history, without running it.
     /// Drive it with [`resume`](Self::resume), or step it yourself.
     pub fn start(&self, input: &str, history: &[Message]) -> RunState {
-        self.start_as(new_run_id(), input, history)
+        self.start_as(new_run_id(), vec![ContentPart::text(input)], history)
     }
 
-    fn start_as(&self, run_id: String, input: &str, history: &[Message]) -> RunState {
+    fn start_as(&self, run_id: String, task: Vec<ContentPart>, history: &[Message]) -> RunState {
         // A policy is the user's code: a start past the end keeps nothing rather than panic.
         let start = self.context_policy.start(history).min(history.len());
         let mut context = Vec::with_capacity(history.len() - start + 1);
@@ -265,7 +297,7 @@ impl LlmAgent {
         RunState::new(
             run_id,
             context,
-            vec![Message::user(input)],
+            vec![Message::user_parts(task)],
             self.settings.clone(),
             self.limits.clone(),
         )
@@ -375,7 +407,13 @@ impl LlmAgent {
                 let _ = sender.unbounded_send(event);
             };
             let outcome = self
-                .run_in(input, ctx, EventSink::new(&mut emit), None, team)
+                .run_in(
+                    vec![ContentPart::text(input)],
+                    ctx,
+                    EventSink::new(&mut emit),
+                    None,
+                    team,
+                )
                 .await;
             emit(match outcome {
                 Ok(result) => RunEvent::Finished(result),
@@ -399,18 +437,33 @@ impl LlmAgent {
         emit: EventSink<'_>,
         answer: Option<(OutputSpec, &AnswerCheck<'_>)>,
     ) -> Result<RunResult, AgentError> {
-        self.run_in(input, ctx, emit, answer, None).await
+        self.run_task_with_events(vec![ContentPart::text(input)], ctx, emit, answer)
+            .await
     }
 
-    /// A new run, within a team when `team` is given.
+    /// [`run_with_events`](Self::run_with_events) for a task made of parts; guardrails and
+    /// the journal see its text.
+    async fn run_task_with_events(
+        &self,
+        task: Vec<ContentPart>,
+        ctx: &RunContext,
+        emit: EventSink<'_>,
+        answer: Option<(OutputSpec, &AnswerCheck<'_>)>,
+    ) -> Result<RunResult, AgentError> {
+        self.run_in(task, ctx, emit, answer, None).await
+    }
+
+    /// A new run of a task made of parts, within a team when `team` is given.
     pub(crate) async fn run_in(
         &self,
-        input: &str,
+        task: Vec<ContentPart>,
         ctx: &RunContext,
         emit: EventSink<'_>,
         answer: Option<(OutputSpec, &AnswerCheck<'_>)>,
         team: Option<&Team>,
     ) -> Result<RunResult, AgentError> {
+        let text = ContentPart::join_text(&task);
+        let input = text.as_str();
         for guardrail in &self.input_guardrails {
             guardrail(input).map_err(AgentError::InputRejected)?;
         }
@@ -419,7 +472,7 @@ impl LlmAgent {
             _ => Vec::new(),
         };
         let run_id = ctx.run_id.clone().unwrap_or_else(new_run_id);
-        let mut state = self.start_as(run_id, input, &history);
+        let mut state = self.start_as(run_id, task, &history);
         let mut check = None;
         if let Some((spec, answer_check)) = answer {
             state = state.with_output(spec);

@@ -172,13 +172,12 @@ impl Price {
         self
     }
 
-    /// The cost of some usage at this price, in US dollars. Cache writes are counted in
-    /// `cache_write_tokens` (a part of the input that [`Usage`] does not carry yet: pass 0
-    /// when unknown, and they count at the input price).
-    pub fn cost_of(&self, usage: &Usage, cache_write_tokens: u64) -> f64 {
+    /// The cost of some usage at this price, in US dollars: plain input, cached input,
+    /// cache writes, plain output and reasoning, each at its own price.
+    pub fn cost_of(&self, usage: &Usage) -> f64 {
         let input = usage.input_tokens as f64;
         let cached = usage.cached_input_tokens.min(usage.input_tokens) as f64;
-        let written = (cache_write_tokens as f64).min(input - cached);
+        let written = (usage.cache_write_input_tokens as f64).min(input - cached);
         let plain = input - cached - written;
         let reasoning = usage.reasoning_tokens.min(usage.output_tokens) as f64;
         let output = usage.output_tokens as f64 - reasoning;
@@ -255,7 +254,7 @@ impl Prices {
     /// The cost of some usage of a model, in US dollars; `None` when the model has no
     /// price (unknown, not free).
     pub fn cost(&self, model: &str, usage: &Usage) -> Option<f64> {
-        self.get(model).map(|p| p.cost_of(usage, 0))
+        self.get(model).map(|p| p.cost_of(usage))
     }
 }
 
@@ -486,7 +485,7 @@ impl BudgetTracker {
             requests: 1,
             input_tokens: input,
             output_tokens: output,
-            cost_micros: price.map_or(0, |p| to_micros(p.cost_of(&worst, 0))),
+            cost_micros: price.map_or(0, |p| to_micros(p.cost_of(&worst))),
         };
         let _guard = self.lock();
         for t in self.chain() {
@@ -609,7 +608,7 @@ impl BudgetTracker {
                 input_tokens: input,
                 ..Usage::default()
             };
-            to_micros(p.cost_of(&usage, 0))
+            to_micros(p.cost_of(&usage))
         });
         let hold = Hold {
             requests: 1,
@@ -725,7 +724,7 @@ mod tests {
             output_tokens: 100_000,
             cached_input_tokens: 400_000,
             reasoning_tokens: 0,
-            estimated: false,
+            ..Usage::default()
         };
         let cost = prices.cost("m", &usage).unwrap();
         assert!((cost - (1.2 + 0.2 + 1.0)).abs() < 1e-9);
@@ -742,15 +741,16 @@ mod tests {
             input_tokens: 1_000_000,
             output_tokens: 1_000_000,
             cached_input_tokens: 500_000,
+            cache_write_input_tokens: 250_000,
             reasoning_tokens: 250_000,
             estimated: false,
         };
         // 250k plain input, 500k cached, 250k written; 750k plain output, 250k reasoning.
         let expected = 0.25 + 0.05 + 0.5 + 7.5 + 5.0;
-        assert!((price.cost_of(&usage, 250_000) - expected).abs() < 1e-9);
+        assert!((price.cost_of(&usage) - expected).abs() < 1e-9);
         // Unset, reasoning costs the output price and writes the input price.
         let plain = Price::new(1.0, 10.0);
-        assert!((plain.cost_of(&usage, 0) - (1.0 + 10.0)).abs() < 1e-9);
+        assert!((plain.cost_of(&usage) - (1.0 + 10.0)).abs() < 1e-9);
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub enum ModelErrorKind {
     Cancelled,
     /// The model is not configured (unknown provider, missing key, bad model string).
     Configuration,
+    /// The request holds something this backend or model cannot take (an image for a
+    /// text-only model, a document where only images are read). Refused before it is
+    /// sent; never retried.
+    Unsupported,
     /// Anything else.
     Other,
 }
@@ -165,6 +169,7 @@ impl fmt::Display for ModelError {
             ModelErrorKind::StreamInterrupted => "stream interrupted",
             ModelErrorKind::Cancelled => "cancelled",
             ModelErrorKind::Configuration => "not configured",
+            ModelErrorKind::Unsupported => "unsupported input",
             ModelErrorKind::Other => "model error",
         };
         f.write_str(kind)?;

@@ -62,6 +62,20 @@ impl Message {
         }
     }
 
+    /// A user message made of parts: text, images, documents (see [`ContentPart`]).
+    ///
+    /// ```
+    /// use agent_core::{ContentPart, Message};
+    /// let task = Message::user_parts(vec![
+    ///     ContentPart::text("What does this invoice total?"),
+    ///     ContentPart::pdf("invoice.pdf", b"%PDF-1.7 ..."),
+    /// ]);
+    /// assert_eq!(task.text(), "What does this invoice total?");
+    /// ```
+    pub fn user_parts(parts: Vec<ContentPart>) -> Self {
+        Message::User { content: parts }
+    }
+
     /// A user message holding one text part.
     pub fn user(text: impl Into<String>) -> Self {
         Message::User {
@@ -134,9 +148,73 @@ pub enum ContentPart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         media_type: Option<String>,
     },
+    /// A document (a PDF), by its bytes.
+    Document {
+        /// Its media type (`application/pdf`).
+        media_type: String,
+        /// Its bytes, base64-encoded.
+        data: String,
+        /// A file name, for providers that show or want one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
 }
 
 impl ContentPart {
+    /// A text part.
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentPart::Text { text: text.into() }
+    }
+
+    /// An image the provider fetches itself (`https:`), or a `data:` URL.
+    pub fn image_url(url: impl Into<String>) -> Self {
+        ContentPart::Image {
+            url: url.into(),
+            media_type: None,
+        }
+    }
+
+    /// An image given by its bytes (`image/png`, `image/jpeg`, `image/webp`, `image/gif`).
+    ///
+    /// ```
+    /// use agent_core::ContentPart;
+    /// let part = ContentPart::image_bytes("image/png", &[0x89, b'P', b'N', b'G']);
+    /// assert!(matches!(part, ContentPart::Image { url, .. } if url == "data:image/png;base64,iVBORw=="));
+    /// ```
+    pub fn image_bytes(media_type: &str, bytes: &[u8]) -> Self {
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+        ContentPart::Image {
+            url: format!("data:{media_type};base64,{data}"),
+            media_type: Some(media_type.to_owned()),
+        }
+    }
+
+    /// A PDF given by its bytes, with a file name.
+    pub fn pdf(name: impl Into<String>, bytes: &[u8]) -> Self {
+        use base64::Engine;
+        ContentPart::Document {
+            media_type: "application/pdf".into(),
+            data: base64::engine::general_purpose::STANDARD.encode(bytes),
+            name: Some(name.into()),
+        }
+    }
+
+    /// The media type and base64 data of an inline image or document (a `data:` URL's
+    /// parts); `None` for an image by `https:` URL or a text.
+    pub fn inline_data(&self) -> Option<(&str, &str)> {
+        match self {
+            ContentPart::Image { url, media_type } => {
+                let (mime, data) = url.strip_prefix("data:")?.split_once(";base64,")?;
+                Some((media_type.as_deref().unwrap_or(mime), data))
+            }
+            ContentPart::Document {
+                media_type, data, ..
+            } => Some((media_type, data)),
+            ContentPart::Text { .. } => None,
+        }
+    }
+
     /// Joins the text parts of a list, ignoring the others.
     pub fn join_text(parts: &[ContentPart]) -> String {
         let mut out = String::new();
@@ -298,11 +376,20 @@ pub struct Usage {
     /// The part of `output_tokens` spent on reasoning.
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// The part of `input_tokens` written to the provider's prompt cache by this call
+    /// (Anthropic's `cache_creation_input_tokens`, billed above the plain input price);
+    /// reads from the cache are [`cached_input_tokens`](Self::cached_input_tokens).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_input_tokens: u64,
     /// `true` when the provider reported no usage for this call (or for one of the calls
     /// added up here) and the counts are an estimate at four characters a token: unknown,
     /// not zero.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -328,6 +415,9 @@ impl AddAssign for Usage {
             .cached_input_tokens
             .saturating_add(rhs.cached_input_tokens);
         self.reasoning_tokens = self.reasoning_tokens.saturating_add(rhs.reasoning_tokens);
+        self.cache_write_input_tokens = self
+            .cache_write_input_tokens
+            .saturating_add(rhs.cache_write_input_tokens);
         // One estimated part makes the whole sum an estimate.
         self.estimated = self.estimated || rhs.estimated;
     }
@@ -565,12 +655,14 @@ mod tests {
             input_tokens: 10,
             output_tokens: 5,
             cached_input_tokens: 2,
+            cache_write_input_tokens: 3,
             reasoning_tokens: 1,
             estimated: false,
         };
         let total: Usage = [a, a, a].into_iter().sum();
         assert_eq!(total.input_tokens, 30);
         assert_eq!(total.cached_input_tokens, 6);
+        assert_eq!(total.cache_write_input_tokens, 9);
         assert_eq!(total.total_tokens(), 45);
         assert!(!total.estimated);
         let guessed = Usage {

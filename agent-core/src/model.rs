@@ -269,7 +269,8 @@ impl ChatRequest {
                     .iter()
                     .map(|p| match p {
                         crate::message::ContentPart::Text { text } => text.len(),
-                        crate::message::ContentPart::Image { .. } => 0,
+                        crate::message::ContentPart::Image { .. }
+                        | crate::message::ContentPart::Document { .. } => 0,
                     })
                     .sum(),
                 Message::System { content } => content.len(),
@@ -334,6 +335,8 @@ pub struct Capabilities {
     pub streaming: bool,
     /// It accepts images in user messages.
     pub images: bool,
+    /// It accepts documents (PDFs) in user messages.
+    pub documents: bool,
     /// It honours [`ResponseFormat::JsonSchema`].
     pub structured_output: bool,
     /// It returns reasoning.
@@ -347,6 +350,7 @@ impl Default for Capabilities {
             parallel_tool_calls: true,
             streaming: false,
             images: false,
+            documents: false,
             structured_output: false,
             reasoning: false,
         }

@@ -288,7 +288,13 @@ impl Team {
     ) -> Result<RunResult, AgentError> {
         self.starter(first)
             .ok_or_else(|| no_such_agent(first))?
-            .run_in(input, ctx, EventSink::none(), None, Some(self))
+            .run_in(
+                vec![crate::message::ContentPart::text(input)],
+                ctx,
+                EventSink::none(),
+                None,
+                Some(self),
+            )
             .await
     }
 

@@ -154,7 +154,7 @@ async fn anthropic_runs_the_full_loop_with_parallel_calls_streaming_and_not() {
         assert_eq!(first.header("anthropic-version"), Some("2023-06-01"));
         assert!(first.header("authorization").is_none());
         let body = first.json();
-        assert_eq!(body["system"], "Use the calculator.");
+        assert_eq!(body["system"][0]["text"], "Use the calculator.");
         assert_eq!(body["max_tokens"], 4096, "max_tokens is required");
         assert_eq!(body["tools"][0]["input_schema"]["type"], "object");
         assert_eq!(body["tool_choice"], json!({"type": "auto"}));

@@ -682,7 +682,7 @@ async fn usage_is_kept_per_turn_and_in_total() {
                 output_tokens: 10,
                 cached_input_tokens: 40,
                 reasoning_tokens: 0,
-                estimated: false,
+                ..Default::default()
             },
             ..ChatResponse::tool_calls(vec![ToolCall::new(
                 "c",
@@ -696,7 +696,7 @@ async fn usage_is_kept_per_turn_and_in_total() {
                 output_tokens: 5,
                 cached_input_tokens: 100,
                 reasoning_tokens: 2,
-                estimated: false,
+                ..Default::default()
             },
             ..ChatResponse::text("1")
         });

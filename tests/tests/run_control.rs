@@ -27,7 +27,6 @@ fn kind(event: &RunEvent) -> String {
         RunEvent::ReasoningDelta(_) => "reasoning".into(),
         RunEvent::ToolCallStarted { name, .. } => format!("start:{name}"),
         RunEvent::ToolCallFinished { content, .. } => format!("done:{content}"),
-        RunEvent::Usage(_) => "usage".into(),
         RunEvent::TurnFinished { turn, .. } => format!("end{turn}"),
         RunEvent::ApprovalRequested(p) => format!("approval:{}", p.len()),
         RunEvent::Finished(r) => format!("finished:{}", r.text),
@@ -56,13 +55,11 @@ async fn events_of_a_two_turn_run_come_in_order() {
         events,
         [
             "turn1",
-            "usage",
             "end1",
             "start:calculator",
             "done:42",
             "turn2",
             "text:42",
-            "usage",
             "end2",
             "finished:42"
         ]
@@ -128,7 +125,6 @@ async fn a_streaming_model_gives_text_deltas_as_they_arrive() {
             "text:Hel",
             "text:lo",
             "text:!",
-            "usage",
             "end1",
             "finished:Hello!"
         ]
@@ -697,13 +693,12 @@ async fn calls_refused_by_the_checks_are_reported_as_finished_errors() {
         .collect()
         .await;
     assert_eq!(
-        events[..4],
+        events[..3],
         [
             "turn1",
-            "usage",
             "end1",
             "done:Error: There is no tool named `calculater`. Available tools: calculator."
         ]
     );
-    assert_eq!(events[4..6], ["start:calculator", "done:6"]);
+    assert_eq!(events[3..5], ["start:calculator", "done:6"]);
 }

@@ -87,6 +87,8 @@ pub struct HttpConfig {
     pub stream_idle_timeout: Duration,
     /// How failures are retried.
     pub retry: RetryPolicy,
+    /// Which HTTP versions to speak (default [`HttpVersion::Negotiate`]).
+    pub version: HttpVersion,
 }
 
 impl Default for HttpConfig {
@@ -96,8 +98,27 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(300),
             stream_idle_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
+            version: HttpVersion::Negotiate,
         }
     }
+}
+
+/// Which HTTP versions a client speaks.
+///
+/// Over HTTP/2 one connection carries every concurrent request to a host, so thousands of
+/// agents need one socket instead of one each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HttpVersion {
+    /// HTTP/2 where the server offers it during the TLS handshake (ALPN, as every hosted
+    /// provider does), HTTP/1.1 otherwise and on plain `http://`.
+    #[default]
+    Negotiate,
+    /// HTTP/1.1 only, for proxies and gateways whose HTTP/2 is broken.
+    Http1Only,
+    /// HTTP/2 without asking, also on plain `http://` ("h2c with prior knowledge"): for a
+    /// local gateway or inference server that speaks HTTP/2 in clear text.
+    Http2PriorKnowledge,
 }
 
 /// Where a request goes and who it is for (for error messages).
@@ -127,35 +148,59 @@ impl Target {
 pub struct HttpClient {
     client: reqwest::Client,
     config: HttpConfig,
+    /// The URLs this client has posted to, parsed once (a model posts to one or two), so a
+    /// request does not parse its URL again.
+    urls: std::sync::Arc<std::sync::Mutex<Vec<(String, reqwest::Url)>>>,
 }
 
 impl HttpClient {
     /// A client with these timeouts and retries.
+    ///
+    /// Clients with the same connection settings (connect timeout and HTTP version) share
+    /// one connection pool in the process: a thousand agents built one by one reuse the same
+    /// connections (and, over HTTP/2, the same socket), and building a model costs no TLS
+    /// set-up after the first.
     pub fn new(config: HttpConfig) -> Result<Self, ModelError> {
-        // reqwest 0.13 takes the process-wide rustls provider; ring is ours. A provider
-        // already installed (by us or by the application) stays.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                if attempt.previous().len() >= 10 {
-                    attempt.error("too many redirects")
-                } else if let Err(refused) = super::guard::check_url(attempt.url().as_str()) {
-                    attempt.error(refused.message)
-                } else {
-                    attempt.follow()
+        type Pools = Vec<((Duration, HttpVersion), reqwest::Client)>;
+        static POOLS: std::sync::Mutex<Pools> = std::sync::Mutex::new(Vec::new());
+        let key = (config.connect_timeout, config.version);
+        // A poisoned lock only means another thread panicked while building; the list is
+        // still whole (a push is the only write).
+        let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, client)) = pools.iter().find(|(k, _)| *k == key) {
+            return Ok(HttpClient {
+                client: client.clone(),
+                config,
+                urls: Default::default(),
+            });
+        }
+        let client = build_client(&config)?;
+        pools.push((key, client.clone()));
+        Ok(HttpClient {
+            client,
+            config,
+            urls: Default::default(),
+        })
+    }
+
+    /// A request to `url`, its URL parsed once per client. A URL that does not parse goes
+    /// to reqwest as it is, which reports it when the request is sent.
+    fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        const KEPT: usize = 8;
+        // A poisoned lock only means a panic elsewhere; the cache is still whole.
+        let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, parsed)) = urls.iter().find(|(raw, _)| raw == url) {
+            return self.client.post(parsed.clone());
+        }
+        match reqwest::Url::parse(url) {
+            Ok(parsed) => {
+                if urls.len() < KEPT {
+                    urls.push((url.to_owned(), parsed.clone()));
                 }
-            }))
-            .build()
-            .map_err(|e| {
-                ModelError::new(
-                    ModelErrorKind::Configuration,
-                    format!("cannot build the HTTP client: {}", error_chain(&e)),
-                )
-            })?;
-        Ok(HttpClient { client, config })
+                self.client.post(parsed)
+            }
+            Err(_) => self.client.post(url),
+        }
     }
 
     /// The configuration.
@@ -169,12 +214,18 @@ impl HttpClient {
     pub async fn post_json(&self, target: &Target, body: Bytes) -> Result<Bytes, ModelError> {
         self.with_retries(target, |attempt| {
             let body = body.clone();
-            async move {
+            // One deadline for the whole attempt, headers and body.
+            let attempt = async move {
                 let response = self.send_once(target, body, attempt).await?;
-                tokio::time::timeout(self.config.request_timeout, response.bytes())
+                response
+                    .bytes()
+                    .await
+                    .map_err(|e| transport_error(target, &e))
+            };
+            async move {
+                tokio::time::timeout(self.config.request_timeout, attempt)
                     .await
                     .map_err(|_| self.timeout_error(target))?
-                    .map_err(|e| transport_error(target, &e))
             }
         })
         .await
@@ -189,7 +240,14 @@ impl HttpClient {
     ) -> Result<reqwest::Response, ModelError> {
         self.with_retries(target, |attempt| {
             let body = body.clone();
-            async move { self.send_once(target, body, attempt).await }
+            async move {
+                tokio::time::timeout(
+                    self.config.request_timeout,
+                    self.send_once(target, body, attempt),
+                )
+                .await
+                .map_err(|_| self.timeout_error(target))?
+            }
         })
         .await
     }
@@ -229,6 +287,8 @@ impl HttpClient {
         }
     }
 
+    /// One attempt, up to the response's headers (and the whole body of an error); the
+    /// caller bounds it in time.
     async fn send_once(
         &self,
         target: &Target,
@@ -238,7 +298,6 @@ impl HttpClient {
         super::guard::check_url(&target.url)
             .map_err(|e| e.with_provider(target.provider.clone(), target.model.clone()))?;
         let mut request = self
-            .client
             .post(&target.url)
             .headers(target.headers.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -249,20 +308,16 @@ impl HttpClient {
                 HeaderValue::from(attempt),
             );
         }
-        let response = tokio::time::timeout(self.config.request_timeout, request.send())
+        let response = request
+            .send()
             .await
-            .map_err(|_| self.timeout_error(target))?
             .map_err(|e| transport_error(target, &e))?;
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = tokio::time::timeout(self.config.request_timeout, response.bytes())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let body = response.bytes().await.unwrap_or_default();
         Err(error_from_response(target, status, &headers, &body))
     }
 
@@ -276,6 +331,37 @@ impl HttpClient {
             ),
         )
     }
+}
+
+/// A reqwest client with our TLS provider, timeouts, HTTP versions and redirect rules.
+fn build_client(config: &HttpConfig) -> Result<reqwest::Client, ModelError> {
+    // reqwest 0.13 takes the process-wide rustls provider; ring is ours. A provider
+    // already installed (by us or by the application) stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if let Err(refused) = super::guard::check_url(attempt.url().as_str()) {
+                attempt.error(refused.message)
+            } else {
+                attempt.follow()
+            }
+        }));
+    builder = match config.version {
+        HttpVersion::Negotiate => builder,
+        HttpVersion::Http1Only => builder.http1_only(),
+        HttpVersion::Http2PriorKnowledge => builder.http2_prior_knowledge(),
+    };
+    builder.build().map_err(|e| {
+        ModelError::new(
+            ModelErrorKind::Configuration,
+            format!("cannot build the HTTP client: {}", error_chain(&e)),
+        )
+    })
 }
 
 /// A transport failure (connect, reset, TLS) as a retryable error naming the host.
@@ -491,6 +577,25 @@ pub fn kind_for_status(status: u16, body: &ErrorBody) -> ModelErrorKind {
         503 | 529 => ModelErrorKind::Overloaded,
         500..=599 => ModelErrorKind::Server,
         _ => ModelErrorKind::BadRequest,
+    }
+}
+
+/// Classifies an error that came without a status from the words in its type and code.
+pub(crate) fn kind_from_words(body: &ErrorBody) -> ModelErrorKind {
+    let words = format!(
+        "{} {}",
+        body.kind.as_deref().unwrap_or(""),
+        body.code.as_deref().unwrap_or("")
+    )
+    .to_ascii_lowercase();
+    if words.contains("rate") {
+        ModelErrorKind::RateLimited
+    } else if words.contains("overload") || words.contains("capacity") {
+        ModelErrorKind::Overloaded
+    } else if words.contains("context") {
+        ModelErrorKind::ContextLengthExceeded
+    } else {
+        ModelErrorKind::Server
     }
 }
 

@@ -10,12 +10,16 @@ pub mod guard;
 pub mod http;
 pub mod local;
 pub mod openai;
+mod protocol;
 pub mod registry;
+pub mod responses;
 pub mod sse;
 mod stream;
 
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
-pub use http::{ApiKey, HttpConfig, RetryPolicy};
+pub use http::{ApiKey, HttpConfig, HttpVersion, RetryPolicy};
 pub use openai::{Flavor, OpenAiCompatible};
+pub use protocol::HttpModel;
 pub use registry::{ModelFactory, ModelRegistry, ModelSpec};
+pub use responses::OpenAiResponses;

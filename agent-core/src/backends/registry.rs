@@ -117,6 +117,14 @@ impl ModelRegistry {
                     .map(|m| Arc::new(m) as Arc<dyn ChatModel>)
             }),
         );
+        let responses_lookup = Arc::clone(&lookup);
+        registry.register(
+            super::responses::PROVIDER,
+            Arc::new(move |model: &str| {
+                super::responses::OpenAiResponses::from_lookup(model, &*responses_lookup)
+                    .map(|m| Arc::new(m) as Arc<dyn ChatModel>)
+            }),
+        );
         let gemini_lookup = Arc::clone(&lookup);
         registry.register(
             "gemini",

@@ -1,5 +1,5 @@
 //! The one SSE reading loop every streaming backend shares: bytes from the connection,
-//! through [`SseDecoder`], into a backend's own assembler, out as [`StreamEvent`]s.
+//! through [`SseDecoder`], into a protocol's [`StreamAssembler`], out as [`StreamEvent`]s.
 //!
 //! It owns the idle timeout (reset only by events, never by comments or keep-alives) and
 //! turns a broken connection into a typed error. What an event means, when the answer is
@@ -14,113 +14,84 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::http::HttpConfig;
+use super::protocol::StreamAssembler;
 use super::sse::SseDecoder;
 use crate::error::{ModelError, ModelErrorKind};
+use crate::message::Usage;
 use crate::model::{ChatResponse, ChatStream, StreamEvent, response_events};
 
 type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
-/// What a backend does with the stream: `push` takes one event's data and returns the
-/// events it produced and whether the answer is complete; `finish` assembles the answer
-/// (given any leftover lines that were not SSE, such as a bare JSON error object).
-pub(crate) struct SseHandler<S, P, F> {
-    pub state: S,
-    pub push: P,
-    pub finish: F,
-}
-
-struct Driver<S, P, F> {
+struct Driver<A> {
     body: ByteStream,
     decoder: SseDecoder,
-    handler: Option<SseHandler<S, P, F>>,
+    assembler: Option<A>,
     queue: VecDeque<Result<StreamEvent, ModelError>>,
     idle: Duration,
     last_event: Instant,
-    provider: &'static str,
+    provider: String,
     model: String,
+    /// The request's estimated input tokens, for an answer that reports no usage.
+    input_estimate: u64,
 }
 
-/// Streams a response: an event stream through `handler`; a whole JSON body (a server that
-/// ignored `stream: true`, or answered an error as JSON) through `parse_whole`, replayed as
-/// events.
-pub(crate) async fn stream_response<S, P, F>(
+/// Streams a response: an event stream through the protocol's `assembler`; a whole JSON
+/// body (a server that ignored `stream: true`, or answered an error as JSON) through
+/// `parse_whole`, replayed as events. An answer without usage gets an estimate.
+pub(crate) async fn stream_response<A: StreamAssembler>(
     response: reqwest::Response,
     config: &HttpConfig,
-    provider: &'static str,
-    model: String,
-    handler: SseHandler<S, P, F>,
+    provider: &str,
+    model: &str,
+    assembler: A,
+    input_estimate: u64,
     parse_whole: impl FnOnce(&[u8]) -> Result<ChatResponse, ModelError>,
-) -> Result<ChatStream, ModelError>
-where
-    S: Send + 'static,
-    P: FnMut(&mut S, &str) -> Result<(Vec<StreamEvent>, bool), ModelError> + Send + 'static,
-    F: FnOnce(S, Option<String>) -> Result<ChatResponse, ModelError> + Send + 'static,
-{
+) -> Result<ChatStream, ModelError> {
     let is_event_stream = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     if is_event_stream {
-        return Ok(stream_sse(
-            response.bytes_stream(),
-            config.stream_idle_timeout,
-            provider,
-            model,
-            handler,
-        ));
+        let driver = Driver {
+            body: Box::pin(response.bytes_stream()),
+            decoder: SseDecoder::default(),
+            assembler: Some(assembler),
+            queue: VecDeque::new(),
+            idle: config.stream_idle_timeout,
+            last_event: Instant::now(),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            input_estimate,
+        };
+        return Ok(Box::pin(futures::stream::unfold(
+            driver,
+            |mut driver| async move {
+                let item = driver.next_item().await?;
+                Some((item, driver))
+            },
+        )));
     }
     let interrupted = |message: String| {
-        ModelError::new(ModelErrorKind::StreamInterrupted, message)
-            .with_provider(provider, model.clone())
+        ModelError::new(ModelErrorKind::StreamInterrupted, message).with_provider(provider, model)
     };
     let bytes = tokio::time::timeout(config.request_timeout, response.bytes())
         .await
         .map_err(|_| interrupted("the response body timed out".into()))?
         .map_err(|e| interrupted(format!("reading the response failed: {e}")))?;
-    let parsed = parse_whole(&bytes)?;
+    let mut parsed = parse_whole(&bytes)?;
+    if parsed.usage == Usage::default() {
+        parsed.estimate_usage(input_estimate);
+    }
     Ok(Box::pin(futures::stream::iter(
         response_events(parsed).into_iter().map(Ok),
     )))
 }
 
-/// Streams an SSE body through a backend's handler.
-fn stream_sse<S, P, F>(
-    body: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
-    idle: Duration,
-    provider: &'static str,
-    model: String,
-    handler: SseHandler<S, P, F>,
-) -> ChatStream
-where
-    S: Send + 'static,
-    P: FnMut(&mut S, &str) -> Result<(Vec<StreamEvent>, bool), ModelError> + Send + 'static,
-    F: FnOnce(S, Option<String>) -> Result<ChatResponse, ModelError> + Send + 'static,
-{
-    let driver = Driver {
-        body: Box::pin(body),
-        decoder: SseDecoder::default(),
-        handler: Some(handler),
-        queue: VecDeque::new(),
-        idle,
-        last_event: Instant::now(),
-        provider,
-        model,
-    };
-    Box::pin(futures::stream::unfold(driver, |mut driver| async move {
-        let item = driver.next_item().await?;
-        Some((item, driver))
-    }))
-}
-
-impl<S, P, F> Driver<S, P, F>
-where
-    P: FnMut(&mut S, &str) -> Result<(Vec<StreamEvent>, bool), ModelError>,
-    F: FnOnce(S, Option<String>) -> Result<ChatResponse, ModelError>,
-{
+impl<A: StreamAssembler> Driver<A> {
     fn interrupted(&self, message: String) -> ModelError {
         ModelError::new(ModelErrorKind::StreamInterrupted, message)
-            .with_provider(self.provider, self.model.clone())
+            .with_provider(self.provider.clone(), self.model.clone())
     }
 
     async fn next_item(&mut self) -> Option<Result<StreamEvent, ModelError>> {
@@ -128,7 +99,7 @@ where
             if let Some(item) = self.queue.pop_front() {
                 return Some(item);
             }
-            self.handler.as_ref()?;
+            self.assembler.as_ref()?;
             let deadline = self.last_event + self.idle;
             match tokio::time::timeout_at(deadline, self.body.next()).await {
                 Err(_) => {
@@ -157,7 +128,7 @@ where
 
     fn handle(&mut self, events: Vec<super::sse::SseEvent>) {
         for event in events {
-            let Some(handler) = self.handler.as_mut() else {
+            let Some(assembler) = self.assembler.as_mut() else {
                 return;
             };
             self.last_event = Instant::now();
@@ -165,10 +136,10 @@ where
             if data.is_empty() {
                 continue;
             }
-            match (handler.push)(&mut handler.state, data) {
-                Ok((events, done)) => {
+            match assembler.push(data) {
+                Ok(events) => {
                     self.queue.extend(events.into_iter().map(Ok));
-                    if done {
+                    if assembler.is_done() {
                         self.complete();
                     }
                 }
@@ -178,15 +149,22 @@ where
     }
 
     fn complete(&mut self) {
-        if let Some(handler) = self.handler.take() {
+        if let Some(assembler) = self.assembler.take() {
             let raw = self.decoder.take_raw();
-            self.queue
-                .push_back((handler.finish)(handler.state, raw).map(StreamEvent::Completed));
+            let input_estimate = self.input_estimate;
+            let answer = assembler.finish(raw).map(|mut response| {
+                if response.usage == Usage::default() {
+                    // Unknown, not zero: the server sent no usage.
+                    response.estimate_usage(input_estimate);
+                }
+                StreamEvent::Completed(response)
+            });
+            self.queue.push_back(answer);
         }
     }
 
     fn fail(&mut self, error: ModelError) {
-        self.handler = None;
+        self.assembler = None;
         self.queue.push_back(Err(error));
     }
 }

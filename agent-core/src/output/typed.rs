@@ -148,7 +148,7 @@ impl PartialAnswer {
                 self.text.push_str(piece);
                 Some(self.text.clone())
             }
-            RunEvent::ToolCallStreamed { index, name } if self.by_tool => {
+            RunEvent::ToolCallStreamed { index, name, .. } if self.by_tool => {
                 if name == FINAL_ANSWER_TOOL {
                     self.answer_call = Some(*index);
                     self.text.clear();

@@ -45,6 +45,8 @@ pub enum RunEvent {
     ToolCallStreamed {
         /// Its position among the turn's calls.
         index: usize,
+        /// The call's id (the one a later [`ToolCallStarted`](Self::ToolCallStarted) names).
+        call_id: String,
         /// The tool.
         name: String,
     },
@@ -89,8 +91,6 @@ pub enum RunEvent {
         /// How long.
         waited: Duration,
     },
-    /// Tokens used by the model call that just ended.
-    Usage(Usage),
     /// A model call ended.
     TurnFinished {
         /// Its number.

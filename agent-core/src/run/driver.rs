@@ -346,7 +346,6 @@ impl ModelIo<'_> {
             "gen_ai.response.finish_reasons",
             field::debug(&response.finish_reason),
         );
-        emit.send(|| RunEvent::Usage(usage));
         // A fallback's answer is priced at the model that gave it.
         let answered_by = response.model.as_deref().unwrap_or(self.model.model());
         let over = self.budget.and_then(|tracker| {
@@ -409,8 +408,12 @@ async fn call_model(
         match event? {
             StreamEvent::TextDelta(text) => emit.send(|| RunEvent::TextDelta(text)),
             StreamEvent::ReasoningDelta(text) => emit.send(|| RunEvent::ReasoningDelta(text)),
-            StreamEvent::ToolCallStarted { index, name, .. } => {
-                emit.send(|| RunEvent::ToolCallStreamed { index, name })
+            StreamEvent::ToolCallStarted { index, id, name } => {
+                emit.send(|| RunEvent::ToolCallStreamed {
+                    index,
+                    call_id: id,
+                    name,
+                })
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 emit.send(|| RunEvent::ToolArgumentsDelta { index, arguments })

@@ -210,6 +210,7 @@ impl ChatModel for LocalModel {
             parallel_tool_calls: false,
             streaming: true,
             images: false,
+            documents: false,
             structured_output: true,
             reasoning: false,
         }
@@ -220,6 +221,9 @@ impl ChatModel for LocalModel {
     }
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
+        // A text-only model: an image or a document is refused, never silently dropped.
+        crate::backends::protocol::check_parts(request, false, false)
+            .map_err(|e| e.with_provider("local", self.name.clone()))?;
         let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let job = Job {
@@ -704,7 +708,7 @@ impl<'m> Engine<'m> {
                 output_tokens: generated as u64,
                 cached_input_tokens: common as u64,
                 reasoning_tokens: 0,
-                estimated: false,
+                ..Usage::default()
             },
             model: None,
         })

@@ -12,19 +12,17 @@ pub mod request;
 mod response;
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
-use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var, redact_url};
-use super::sse::SseDecoder;
-use super::stream::{SseHandler, stream_response};
+use super::http::{ApiKey, HttpClient, HttpConfig, Target, check_base_url, env_var};
+use super::protocol::{
+    Endpoints, HttpModel, WireProtocol, assemble_recorded, check_parts, serialise_error,
+};
 use crate::error::{ModelError, ModelErrorKind};
-use crate::model::{Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream};
-use response::{ChunkAssembler, Source};
+use crate::model::{Capabilities, ChatRequest, ChatResponse};
+use response::{OpenAiStream, Source};
 
 pub use request::strict_schema;
 
@@ -56,14 +54,6 @@ impl Flavor {
     /// llama.cpp, LM Studio) accept it, and one that refuses it is not asked again.
     fn accepts_stream_options(self) -> bool {
         !matches!(self, Flavor::Mistral)
-    }
-
-    /// The preset name of this flavour (for errors raised while streaming).
-    fn provider_name(self) -> &'static str {
-        PRESETS
-            .iter()
-            .find(|p| p.flavor == self)
-            .map_or("openai-compatible", |p| p.provider)
     }
 }
 
@@ -166,25 +156,7 @@ pub fn assemble_sse_body(
     model: &str,
     body: &[u8],
 ) -> Result<ChatResponse, ModelError> {
-    let source = Source { provider, model };
-    let mut decoder = SseDecoder::default();
-    let mut assembler = ChunkAssembler::new(provider);
-    let mut events = decoder.push(body);
-    events.extend(decoder.finish());
-    for event in events {
-        let data = event.data.trim();
-        if data == "[DONE]" {
-            return assembler.into_response(source);
-        }
-        if !data.is_empty() {
-            assembler.push(data, source)?;
-        }
-    }
-    if assembler.has_finished() {
-        assembler.into_response(source)
-    } else {
-        Err(source.interrupted("the stream ended before the answer was complete"))
-    }
+    assemble_recorded(OpenAiStream::new(provider, model), body)
 }
 
 /// The preset of a provider name.
@@ -205,27 +177,17 @@ pub fn preset(provider: &str) -> Option<&'static Preset> {
 ///     .unwrap();
 /// assert_eq!(model.model(), "qwen2.5-7b-instruct");
 /// ```
-#[derive(Clone)]
-pub struct OpenAiCompatible {
+pub type OpenAiCompatible = HttpModel<ChatCompletions>;
+
+/// The Chat Completions wire protocol, with one provider's [`Flavor`] of it.
+#[derive(Debug)]
+pub struct ChatCompletions {
     provider: String,
     model: String,
     flavor: Flavor,
-    target: Target,
-    http: HttpClient,
     /// Whether streams still ask for usage: cleared (for this model and its clones) when a
     /// server refuses `stream_options`.
-    stream_usage: Arc<AtomicBool>,
-}
-
-impl fmt::Debug for OpenAiCompatible {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenAiCompatible")
-            .field("provider", &self.provider)
-            .field("model", &self.model)
-            .field("flavor", &self.flavor)
-            .field("url", &redact_url(&self.target.url))
-            .finish_non_exhaustive()
-    }
+    stream_usage: AtomicBool,
 }
 
 impl OpenAiCompatible {
@@ -285,27 +247,7 @@ impl OpenAiCompatible {
 
     /// The wire flavour.
     pub fn flavor(&self) -> Flavor {
-        self.flavor
-    }
-
-    fn source(&self) -> Source<'_> {
-        Source {
-            provider: &self.provider,
-            model: &self.model,
-        }
-    }
-
-    fn body(&self, request: &ChatRequest, stream: bool) -> Result<Bytes, ModelError> {
-        let ask_usage = self.stream_usage.load(Ordering::Relaxed);
-        request::build_body_asking_usage(self.flavor, &self.model, request, stream, ask_usage)
-            .map(Bytes::from)
-            .map_err(|e| {
-                ModelError::new(
-                    ModelErrorKind::BadRequest,
-                    format!("cannot serialise the request: {e}"),
-                )
-                .with_provider(self.provider.clone(), self.model.clone())
-            })
+        self.protocol.flavor
     }
 }
 
@@ -419,37 +361,41 @@ impl OpenAiBuilder {
                 .map_err(|_| config_error(format!("the value of header `{name}` is not valid")))?;
             headers.insert(name, value);
         }
-        Ok(OpenAiCompatible {
+        let target = Target {
+            url: format!("{base}/chat/completions"),
+            headers,
+            provider: provider.to_owned(),
+            model: self.model.clone(),
+            refine_error: None,
+        };
+        let protocol = ChatCompletions {
             provider: provider.to_owned(),
             flavor: self.preset.flavor,
-            target: Target {
-                url: format!("{base}/chat/completions"),
-                headers,
-                provider: provider.to_owned(),
-                model: self.model.clone(),
-                refine_error: None,
-            },
             model: self.model,
-            http: HttpClient::new(self.http)?,
-            stream_usage: Arc::new(AtomicBool::new(true)),
-        })
+            stream_usage: AtomicBool::new(true),
+        };
+        Ok(HttpModel::from_protocol(
+            protocol,
+            Endpoints::same(target),
+            HttpClient::new(self.http)?,
+        ))
     }
 }
 
-#[async_trait]
-impl ChatModel for OpenAiCompatible {
-    fn provider(&self) -> &str {
-        &self.provider
+impl ChatCompletions {
+    fn accepts_documents(&self) -> bool {
+        matches!(self.flavor, Flavor::OpenAi | Flavor::OpenRouter)
     }
+}
 
-    fn model(&self) -> &str {
-        &self.model
-    }
+impl WireProtocol for ChatCompletions {
+    type Assembler = OpenAiStream;
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             streaming: true,
             images: matches!(self.flavor, Flavor::OpenAi | Flavor::OpenRouter),
+            documents: self.accepts_documents(),
             structured_output: matches!(
                 self.flavor,
                 Flavor::OpenAi
@@ -463,108 +409,48 @@ impl ChatModel for OpenAiCompatible {
         }
     }
 
-    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
-        let body = self.body(request, false)?;
-        let bytes = self.http.post_json(&self.target, body).await?;
-        let mut response = response::parse_response(&bytes, self.source())?;
-        response.fill_missing_usage(request);
-        Ok(response)
+    fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Vec<u8>, ModelError> {
+        // DeepSeek reads no images; only OpenAI's `file` part carries a document (other
+        // servers may read images, depending on the model, and are left to say so).
+        check_parts(
+            request,
+            self.flavor != Flavor::DeepSeek,
+            self.accepts_documents(),
+        )?;
+        let ask_usage = self.stream_usage.load(Ordering::Relaxed);
+        request::build_body_asking_usage(self.flavor, &self.model, request, stream, ask_usage)
+            .map_err(|e| serialise_error(&e))
     }
 
-    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
-        let asked_usage =
-            self.flavor == Flavor::Generic && self.stream_usage.load(Ordering::Relaxed);
-        let body = self.body(request, true)?;
-        let response = match self.http.post_stream(&self.target, body).await {
-            // A generic server that refuses `stream_options` (400/422 naming it): ask once
-            // more without it, and never again; usage is then estimated.
-            Err(e)
-                if asked_usage
-                    && e.kind == ModelErrorKind::BadRequest
-                    && e.message.contains("stream_options") =>
-            {
-                tracing::info!(
-                    gen_ai.provider.name = %self.provider,
-                    gen_ai.request.model = %self.model,
-                    "the server refused stream_options; streaming without usage reports"
-                );
-                self.stream_usage.store(false, Ordering::Relaxed);
-                let body = self.body(request, true)?;
-                self.http.post_stream(&self.target, body).await?
-            }
-            other => other?,
-        };
-        let handler = SseHandler {
-            state: OpenAiStream {
-                assembler: ChunkAssembler::new(&self.provider),
-                provider: self.provider.clone(),
-                model: self.model.clone(),
-                saw_done: false,
-                input_estimate: request.estimated_input_tokens(),
+    fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, ModelError> {
+        response::parse_response(
+            body,
+            Source {
+                provider: &self.provider,
+                model: &self.model,
             },
-            push: |stream: &mut OpenAiStream, data: &str| {
-                if data == "[DONE]" {
-                    stream.saw_done = true;
-                    return Ok((Vec::new(), true));
-                }
-                let source = Source {
-                    provider: &stream.provider,
-                    model: &stream.model,
-                };
-                stream
-                    .assembler
-                    .push(data, source)
-                    .map(|events| (events, false))
-            },
-            finish: |stream: OpenAiStream, _raw: Option<String>| {
-                let source = Source {
-                    provider: &stream.provider,
-                    model: &stream.model,
-                };
-                // Without `[DONE]`, a stream is complete only if the server said why it
-                // finished; otherwise it was cut short.
-                if stream.saw_done || stream.assembler.has_finished() {
-                    let reported = stream.assembler.has_usage();
-                    let mut response = stream.assembler.into_response(source)?;
-                    if !reported {
-                        // Unknown, not zero: the server sent no usage.
-                        response.estimate_usage(stream.input_estimate);
-                    }
-                    Ok(response)
-                } else {
-                    Err(source.interrupted(
-                        "the stream ended before the answer was complete (no finish_reason, no [DONE])",
-                    ))
-                }
-            },
-        };
-        let source = self.source();
-        stream_response(
-            response,
-            self.http.config(),
-            self.flavor.provider_name(),
-            self.model.clone(),
-            handler,
-            |bytes| response::parse_response(bytes, source),
         )
-        .await
     }
-}
 
-/// The state of one streamed Chat Completions answer.
-struct OpenAiStream {
-    assembler: ChunkAssembler,
-    provider: String,
-    model: String,
-    saw_done: bool,
-    /// The request's estimated input tokens, for a stream that reports no usage.
-    input_estimate: u64,
-}
+    fn assembler(&self) -> OpenAiStream {
+        OpenAiStream::new(&self.provider, &self.model)
+    }
 
-impl Source<'_> {
-    fn interrupted(&self, message: &str) -> ModelError {
-        ModelError::new(ModelErrorKind::StreamInterrupted, message)
-            .with_provider(self.provider, self.model)
+    /// A generic server that refuses `stream_options` (400/422 naming it): ask once more
+    /// without it, and never again; usage is then estimated.
+    fn retry_refused_stream(&self, error: &ModelError) -> bool {
+        let refused = self.flavor == Flavor::Generic
+            && error.kind == ModelErrorKind::BadRequest
+            && error.message.contains("stream_options")
+            && self.stream_usage.swap(false, Ordering::Relaxed);
+        if refused {
+            tracing::info!(
+                gen_ai.provider.name = %self.provider,
+                gen_ai.request.model = %self.model,
+                "the server refused stream_options; streaming without usage reports"
+            );
+        }
+        refused
     }
 }
 

@@ -308,6 +308,14 @@ fn user_content(parts: &[ContentPart]) -> UserContent<'_> {
                 ContentPart::Image { url, .. } => {
                     json!({"type": "image_url", "image_url": {"url": url}})
                 }
+                ContentPart::Document {
+                    media_type,
+                    data,
+                    name,
+                } => json!({"type": "file", "file": {
+                    "filename": name.as_deref().unwrap_or("document.pdf"),
+                    "file_data": format!("data:{media_type};base64,{data}"),
+                }}),
             })
             .collect(),
     )

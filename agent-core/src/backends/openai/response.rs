@@ -5,7 +5,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::backends::http::{ErrorBody, kind_for_status};
+use crate::backends::http::{ErrorBody, kind_for_status, kind_from_words};
+use crate::backends::protocol::StreamAssembler;
 use crate::error::{ModelError, ModelErrorKind};
 use crate::message::{AssistantMessage, Reasoning, ToolCall, Usage};
 use crate::model::{ChatResponse, FinishReason, StreamEvent};
@@ -81,6 +82,7 @@ struct WireUsage {
 #[serde(default)]
 struct PromptDetails {
     cached_tokens: Option<u64>,
+    cache_write_tokens: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +107,11 @@ impl WireUsage {
                 .as_ref()
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            cache_write_input_tokens: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cache_write_tokens)
+                .unwrap_or(0),
             estimated: false,
         }
     }
@@ -118,6 +125,10 @@ pub(crate) struct Source<'a> {
 }
 
 impl Source<'_> {
+    fn interrupted(&self, message: &str) -> ModelError {
+        self.error(ModelErrorKind::StreamInterrupted, message)
+    }
+
     fn error(&self, kind: ModelErrorKind, message: impl Into<String>) -> ModelError {
         ModelError::new(kind, message).with_provider(self.provider, self.model)
     }
@@ -142,25 +153,6 @@ impl Source<'_> {
         error.status = status;
         error.code = body.code.or(body.kind);
         error
-    }
-}
-
-/// Classifies an error that came without a status from the words in its type and code.
-fn kind_from_words(body: &ErrorBody) -> ModelErrorKind {
-    let words = format!(
-        "{} {}",
-        body.kind.as_deref().unwrap_or(""),
-        body.code.as_deref().unwrap_or("")
-    )
-    .to_ascii_lowercase();
-    if words.contains("rate") {
-        ModelErrorKind::RateLimited
-    } else if words.contains("overload") || words.contains("capacity") {
-        ModelErrorKind::Overloaded
-    } else if words.contains("context") {
-        ModelErrorKind::ContextLengthExceeded
-    } else {
-        ModelErrorKind::Server
     }
 }
 
@@ -263,11 +255,6 @@ impl ChunkAssembler {
     /// Whether the server said why it finished.
     pub(crate) fn has_finished(&self) -> bool {
         self.finish_reason.is_some()
-    }
-
-    /// Whether the server reported usage.
-    pub(crate) fn has_usage(&self) -> bool {
-        self.usage.is_some()
     }
 
     /// Takes one `data:` payload (not `[DONE]`) and returns the events it produced.
@@ -490,6 +477,60 @@ impl ChunkAssembler {
     }
 }
 
+/// One streamed Chat Completions answer: chunks until `data: [DONE]`.
+#[derive(Debug)]
+pub struct OpenAiStream {
+    assembler: ChunkAssembler,
+    provider: String,
+    model: String,
+    saw_done: bool,
+}
+
+impl OpenAiStream {
+    pub(crate) fn new(provider: &str, model: &str) -> Self {
+        OpenAiStream {
+            assembler: ChunkAssembler::new(provider),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            saw_done: false,
+        }
+    }
+}
+
+impl StreamAssembler for OpenAiStream {
+    fn push(&mut self, data: &str) -> Result<Vec<StreamEvent>, ModelError> {
+        if data == "[DONE]" {
+            self.saw_done = true;
+            return Ok(Vec::new());
+        }
+        let source = Source {
+            provider: &self.provider,
+            model: &self.model,
+        };
+        self.assembler.push(data, source)
+    }
+
+    fn is_done(&self) -> bool {
+        self.saw_done
+    }
+
+    fn finish(self, _leftover: Option<String>) -> Result<ChatResponse, ModelError> {
+        let source = Source {
+            provider: &self.provider,
+            model: &self.model,
+        };
+        // Without `[DONE]`, a stream is complete only if the server said why it finished;
+        // otherwise it was cut short.
+        if self.saw_done || self.assembler.has_finished() {
+            self.assembler.into_response(source)
+        } else {
+            Err(source.interrupted(
+                "the stream ended before the answer was complete (no finish_reason, no [DONE])",
+            ))
+        }
+    }
+}
+
 fn is_complete_json(text: &str) -> bool {
     !text.trim().is_empty() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
@@ -661,7 +702,7 @@ mod tests {
                 output_tokens: 52,
                 cached_input_tokens: 64,
                 reasoning_tokens: 10,
-                estimated: false,
+                ..Usage::default()
             }
         );
     }
