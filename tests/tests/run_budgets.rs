@@ -7,22 +7,12 @@ use std::time::Duration;
 use agent_core::prelude::*;
 use agent_core::testing::ScriptedModel;
 use agent_core::{AgentError, ChatResponse, Message, StopReason};
+use agent_tests::with_usage;
 use agent_tools::Calculator;
 use serde_json::json;
 
+use agent_core::ToolCall;
 use agent_core::run::{Budget, BudgetKind, BudgetTracker, OnBudgetExceeded, Price, Prices};
-use agent_core::{ToolCall, Usage};
-
-fn with_usage(response: ChatResponse, input: u64, output: u64) -> ChatResponse {
-    ChatResponse {
-        usage: Usage {
-            input_tokens: input,
-            output_tokens: output,
-            ..Default::default()
-        },
-        ..response
-    }
-}
 
 fn call(expr: &str) -> ChatResponse {
     ChatResponse::tool_calls(vec![ToolCall::new(

@@ -12,19 +12,9 @@ use agent_core::prelude::*;
 use agent_core::run::{AgentUsage, Prices, RunEvent};
 use agent_core::testing::ScriptedModel;
 use agent_core::{AgentTool, Approval, ChatResponse, StopReason, ToolCall, Usage};
+use agent_tests::with_usage;
 use futures::StreamExt;
 use serde_json::json;
-
-fn with_usage(response: ChatResponse, input: u64, output: u64) -> ChatResponse {
-    ChatResponse {
-        usage: Usage {
-            input_tokens: input,
-            output_tokens: output,
-            ..Default::default()
-        },
-        ..response
-    }
-}
 
 fn call(id: &str, name: &str, args: serde_json::Value) -> ChatResponse {
     ChatResponse::tool_calls(vec![ToolCall::new(id, name, &args)])
