@@ -4,6 +4,7 @@
 //! cargo run --example quickstart
 //! cargo run --example quickstart -- "What is 2^10 minus 24?"
 //! AGENT_MODEL=openai:gpt-4o-mini cargo run --example quickstart
+//! AGENT_TRACE_FILE=run.jsonl cargo run --example quickstart   # then: trace_view run.jsonl
 //! ```
 //!
 //! With `AGENT_MODEL` unset it runs offline on a scripted model that turns the question into
@@ -20,6 +21,14 @@ const DEFAULT_QUESTION: &str = "What is 12.5% of 3,280, plus the square root of 
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // Traces go where the environment says (AGENT_TRACE_FILE), and nowhere otherwise.
+    let _telemetry = match agent_core::telemetry::init() {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let question = task_from_args(DEFAULT_QUESTION);
     exit_code(run(&question).await)
 }

@@ -312,3 +312,31 @@ pub fn calculator_six_times_seven(req: &Recorded, _: usize) -> Reply {
         )
     }
 }
+
+/// Retries after 1 to 5 ms instead of the real backoff (up to three, the default count):
+/// for tests of what a retry does, not of how long it waits.
+pub fn quick_retries() -> agent_core::backends::RetryPolicy {
+    agent_core::backends::RetryPolicy {
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        ..Default::default()
+    }
+}
+
+/// The `openai` backend on a fake server, with this model, key and retry policy.
+pub fn openai_on(
+    server: &FakeServer,
+    model: &str,
+    key: &str,
+    retry: agent_core::backends::RetryPolicy,
+) -> Result<agent_core::OpenAiCompatible, agent_core::ModelError> {
+    agent_core::OpenAiCompatible::builder("openai")?
+        .model(model)
+        .base_url(server.base_url())
+        .api_key(key)
+        .http_config(agent_core::backends::HttpConfig {
+            retry,
+            ..Default::default()
+        })
+        .build()
+}

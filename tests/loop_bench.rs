@@ -7,6 +7,7 @@
 //! cargo run --release --example loop_bench -- --runs 2000 --concurrency 1000 --latency-ms 200
 //! cargo run --release --example loop_bench -- --runs 200 --concurrency 1 --turns 100
 //! cargo run --release --example loop_bench -- --runs 500 --concurrency 1 --store 1
+//! cargo run --release --example loop_bench -- --runs 2000 --concurrency 1 --trace file
 //! ```
 //!
 //! Each run is a fresh conversation: "Compute 2+3 and 4*5" with tools `add` and `multiply`.
@@ -17,6 +18,10 @@
 //! RSS and failures, for ours and the floor, and the ratios. With `--store 1` our agent
 //! journals every run in a SQLite file (agent-store; `synchronous=FULL`, so each commit
 //! waits for the disk): the floor stays as it is, so the ratio shows what durability costs.
+//! `--trace` sets what our client's spans go to, for the cost of tracing: `none` (no
+//! subscriber, the default), `fmt` (tracing-subscriber's default formatter, into a sink),
+//! `file` (the JSON-lines trace file, in a temporary folder) or `otlp` (the OTLP/HTTP
+//! exporter, batched, to the mock server's process, which accepts `/v1/traces`).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -42,6 +47,16 @@ struct Options {
     store: bool,
     http2: bool,
     fresh_agents: bool,
+    trace: Trace,
+}
+
+/// What our client's spans go to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Trace {
+    None,
+    Fmt,
+    File,
+    Otlp,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
@@ -54,6 +69,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         store: false,
         http2: false,
         fresh_agents: false,
+        trace: Trace::None,
     };
     let mut i = 0;
     while i < args.len() {
@@ -71,6 +87,15 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--store" => o.store = value(i)? != 0,
             "--http2" => o.http2 = value(i)? != 0,
             "--fresh-agents" => o.fresh_agents = value(i)? != 0,
+            "--trace" => {
+                o.trace = match args.get(i + 1).map(String::as_str) {
+                    Some("none") => Trace::None,
+                    Some("fmt") => Trace::Fmt,
+                    Some("file") => Trace::File,
+                    Some("otlp") => Trace::Otlp,
+                    _ => return Err("--trace needs none, fmt, file or otlp".into()),
+                }
+            }
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -163,6 +188,20 @@ fn serve(args: &[String]) -> Result<(), String> {
                         move |request: hyper::Request<hyper::body::Incoming>| {
                             let replies = replies.clone();
                             async move {
+                                if request.uri().path().ends_with("/v1/traces") {
+                                    // The OTLP sink (`--trace otlp`): an empty
+                                    // ExportTraceServiceResponse.
+                                    let _ = request.into_body().collect().await?;
+                                    let mut response =
+                                        hyper::Response::new(Full::new(bytes::Bytes::new()));
+                                    response.headers_mut().insert(
+                                        hyper::header::CONTENT_TYPE,
+                                        hyper::header::HeaderValue::from_static(
+                                            "application/x-protobuf",
+                                        ),
+                                    );
+                                    return Ok::<_, hyper::Error>(response);
+                                }
                                 let body = request.into_body().collect().await?.to_bytes();
                                 let n = assistants_in(&body).min(replies.len() - 1);
                                 if !latency.is_zero() {
@@ -212,6 +251,10 @@ fn client(args: &[String]) -> Result<(), String> {
         .then(tempfile::tempdir)
         .transpose()
         .map_err(|e| e.to_string())?;
+    let trace_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let _tracing = (mode == "ours")
+        .then(|| start_tracing(o.trace, url, trace_dir.path()))
+        .transpose()?;
     let (wall, cpu) = runtime.block_on(async {
         let work: Arc<
             dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync,
@@ -300,6 +343,39 @@ fn client(args: &[String]) -> Result<(), String> {
         })
     );
     Ok(())
+}
+
+/// Installs what `--trace` asks for as the global subscriber; what it returns flushes the
+/// file or the exporter when dropped.
+fn start_tracing(
+    trace: Trace,
+    url: &str,
+    dir: &std::path::Path,
+) -> Result<Option<agent_core::telemetry::TelemetryGuard>, String> {
+    use agent_core::telemetry::{OtlpExporter, Telemetry};
+    match trace {
+        Trace::None => Ok(None),
+        Trace::Fmt => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::sink)
+                .try_init()
+                .map_err(|e| e.to_string())?;
+            Ok(None)
+        }
+        Trace::File => Telemetry::new()
+            .trace_file(dir.join("run.jsonl"))
+            .init()
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Trace::Otlp => {
+            let base = url.trim_end_matches("/v1");
+            Telemetry::new()
+                .otlp(OtlpExporter::new().endpoint(base))
+                .init()
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]

@@ -24,6 +24,7 @@ use crate::run::{
     RunState, StopReason, SubAgentRun, ToolHookAction, ToolInvocation, drive_with, new_run_id,
 };
 use crate::team::{Handoff, Team};
+use crate::telemetry::spans;
 use crate::tool::{
     ApprovalPolicy, SideEffect, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource,
 };
@@ -654,13 +655,7 @@ impl LlmAgent {
         } else {
             given.reborrow()
         };
-        let span = tracing::info_span!(
-            "invoke_agent",
-            gen_ai.operation.name = "invoke_agent",
-            gen_ai.agent.name = %self.name,
-            gen_ai.conversation.id = session.unwrap_or(""),
-            run.id = state.run_id(),
-        );
+        let span = spans::agent_span(&self.name, self.model.as_ref(), session, state.run_id());
         let tools = self.tools();
         // The agent's own budget sits under the one the run brings (a parent run's, or the
         // caller's shared one): both apply, and spending counts in both.
@@ -708,6 +703,7 @@ impl LlmAgent {
                 Err(error) => break Err(error),
             };
             if result.stop_reason == StopReason::AwaitingApproval {
+                spans::record_agent_end(&span, Ok(&result), tracker.as_deref().map(|t| t.prices()));
                 return Ok(result);
             }
             match self.check_output(&result.text) {
@@ -750,6 +746,11 @@ impl LlmAgent {
             let in_store = session.filter(|_| self.memory_is_store);
             finish_durable(log, &mut state, &outcome, in_store).await?;
         }
+        spans::record_agent_end(
+            &span,
+            outcome.as_ref(),
+            tracker.as_deref().map(|t| t.prices()),
+        );
         let result = outcome?;
         if let (Some(memory), Some(session)) = (separate_memory, session) {
             memory.append(session, &result.new_messages).await?;

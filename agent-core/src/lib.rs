@@ -51,6 +51,7 @@ pub mod run;
 pub mod schema;
 pub mod secret;
 pub mod team;
+pub mod telemetry;
 pub mod testing;
 pub mod tool;
 

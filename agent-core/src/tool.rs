@@ -456,6 +456,12 @@ struct ToolEntry {
     validator: ArgumentValidator,
 }
 
+impl ToolEntry {
+    fn tool_description(&self) -> Option<&str> {
+        Some(self.tool.description()).filter(|d| !d.is_empty())
+    }
+}
+
 /// The tools of an agent: unique names, schemas compiled once, calls checked and contained.
 ///
 /// ```
@@ -609,6 +615,13 @@ impl ToolSet {
         self.index.get(name).map(|&i| self.entries[i].meta)
     }
 
+    /// The description of a tool, by name (for its span).
+    pub(crate) fn description(&self, name: &str) -> Option<&str> {
+        self.index
+            .get(name)
+            .and_then(|&i| self.entries[i].tool_description())
+    }
+
     /// Checks a model's call before anything runs: the tool exists, the arguments are valid
     /// JSON, an object, and match the schema. Returns the parsed arguments, or an error whose
     /// message tells the model exactly what to fix.
@@ -740,7 +753,10 @@ async fn contained(
         let call = async move { tool.call(args, &ctx).await };
         return futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(call)).await;
     }
-    let mut task = AbortOnDrop(tokio::spawn(async move { tool.call(args, &ctx).await }));
+    // The task goes on in the caller's span (the call's `execute_tool`), so what the tool
+    // traces, an agent used as a tool included, nests under it.
+    let call = async move { tool.call(args, &ctx).await };
+    let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(call)));
     match (&mut task.0).await {
         Ok(result) => Ok(result),
         Err(error) => match error.try_into_panic() {
@@ -777,19 +793,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 const MAX_ARGUMENT_NESTING: usize = 64;
 
 /// The deepest nesting of objects and arrays in `value` (a scalar is 0), without recursion.
+/// How deep a value nests (0 for a scalar). Recursive: the arguments it measures come from
+/// the JSON parser, which stops at 128 levels, so the recursion is bounded; it allocates
+/// nothing.
 fn nesting(value: &Value) -> usize {
-    let mut deepest = 0;
-    let mut stack = vec![(value, 0)];
-    while let Some((value, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Object(map) => Box::new(map.values()),
-            Value::Array(items) => Box::new(items.iter()),
-            _ => continue,
-        };
-        deepest = deepest.max(depth + 1);
-        stack.extend(children.map(|child| (child, depth + 1)));
+    match value {
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        _ => 0,
     }
-    deepest
 }
 
 fn json_kind(v: &Value) -> &'static str {

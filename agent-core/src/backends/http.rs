@@ -274,12 +274,13 @@ impl HttpClient {
                     tracing::warn!(
                         gen_ai.provider.name = %target.provider,
                         gen_ai.request.model = %target.model,
-                        error.type = ?error.kind,
+                        error.type = %crate::telemetry::spans::model_error_type(&error),
                         http.response.status_code = error.status,
                         retry.attempt = attempt + 1,
                         retry.wait_ms = wait.as_millis() as u64,
                         "model request failed, retrying: {error}"
                     );
+                    crate::telemetry::spans::note_retry(attempt + 1);
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, field};
+use tracing::Instrument;
 
 use super::RunLimits;
 use super::control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
@@ -28,6 +28,7 @@ use crate::durable::{RunLog, RunStatus};
 use crate::error::{ModelError, ModelErrorKind, ToolError, ToolErrorKind};
 use crate::message::{ToolCall, ToolResult};
 use crate::model::{ChatModel, ChatRequest, ChatResponse, StreamEvent};
+use crate::telemetry::spans as telemetry;
 use crate::tool::{SideEffect, ToolContext, ToolSet};
 
 /// Runs a state machine to its end: calls the model, runs the tools, feeds the outcomes back.
@@ -302,16 +303,7 @@ impl ModelIo<'_> {
             None => None,
         };
         emit.send(|| RunEvent::TurnStarted { turn });
-        let span = tracing::info_span!(
-            "chat",
-            gen_ai.operation.name = "chat",
-            gen_ai.provider.name = self.model.provider(),
-            gen_ai.request.model = self.model.model(),
-            gen_ai.response.model = field::Empty,
-            gen_ai.usage.input_tokens = field::Empty,
-            gen_ai.usage.output_tokens = field::Empty,
-            gen_ai.response.finish_reasons = field::Empty,
-        );
+        let span = telemetry::chat_span(self.model, request, turn, self.stream);
         let call = async {
             tokio::select! {
                 biased;
@@ -322,6 +314,7 @@ impl ModelIo<'_> {
         let response = match call.instrument(span.clone()).await {
             None => return Input::Cancelled,
             Some(Err(error)) => {
+                telemetry::record_chat_error(&span, &error);
                 tracing::warn!(parent: &span, error = %error, "model call failed");
                 return Input::ModelFailed(error);
             }
@@ -336,18 +329,10 @@ impl ModelIo<'_> {
             }
         };
         let usage = response.usage;
-        span.record(
-            "gen_ai.response.model",
-            response.model.as_deref().unwrap_or(self.model.model()),
-        );
-        span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
-        span.record(
-            "gen_ai.response.finish_reasons",
-            field::debug(&response.finish_reason),
-        );
         // A fallback's answer is priced at the model that gave it.
         let answered_by = response.model.as_deref().unwrap_or(self.model.model());
+        let prices = self.budget.map(|tracker| tracker.prices());
+        telemetry::record_chat_response(&span, &response, answered_by, prices);
         let over = self.budget.and_then(|tracker| {
             let booked = match reservation {
                 Some(reservation) => reservation.settle(answered_by, &usage),
@@ -356,7 +341,7 @@ impl ModelIo<'_> {
             booked.err().map(|exceeded| overrun(tracker, exceeded))
         });
         emit.send(|| {
-            let prices = self.budget.map_or(default_prices(), |t| t.prices());
+            let prices = prices.unwrap_or(default_prices());
             RunEvent::TurnFinished {
                 turn,
                 usage,
@@ -779,13 +764,8 @@ impl<'a> ToolRunner<'a> {
             name,
             args,
         } = invocation;
-        let span = tracing::info_span!(
-            "execute_tool",
-            gen_ai.operation.name = "execute_tool",
-            gen_ai.tool.name = %name,
-            gen_ai.tool.call.id = %call_id,
-            error.type = field::Empty,
-        );
+        let description = self.tools.description(&name);
+        let span = telemetry::tool_span(&name, &call_id, description, self.turn, &args);
         let ctx = ToolContext {
             run_id: self.run_id.clone(),
             agent: self.agent.clone(),
@@ -801,8 +781,8 @@ impl<'a> ToolRunner<'a> {
             .invoke(&name, args, ctx, self.limits.tool_timeout)
             .instrument(span.clone())
             .await;
+        telemetry::record_tool_result(&span, &result);
         if let Err(error) = &result {
-            span.record("error.type", field::debug(error.kind));
             tracing::warn!(
                 parent: &span,
                 kind = ?error.kind,

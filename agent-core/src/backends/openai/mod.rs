@@ -12,6 +12,7 @@ pub mod request;
 mod response;
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -21,7 +22,7 @@ use super::protocol::{
     Endpoints, HttpModel, WireProtocol, assemble_recorded, check_parts, serialise_error,
 };
 use crate::error::{ModelError, ModelErrorKind};
-use crate::model::{Capabilities, ChatRequest, ChatResponse};
+use crate::model::{Capabilities, ChatRequest, ChatResponse, ToolSpec};
 use response::{OpenAiStream, Source};
 
 pub use request::strict_schema;
@@ -188,6 +189,36 @@ pub struct ChatCompletions {
     /// Whether streams still ask for usage: cleared (for this model and its clones) when a
     /// server refuses `stream_options`.
     stream_usage: AtomicBool,
+    /// The last tool list sent, serialised: an agent sends the same list (the same `Arc`)
+    /// on every turn, so it is serialised once, not once a request.
+    tools: std::sync::Mutex<Option<SerialisedTools>>,
+}
+
+/// A tool list and its wire form.
+type SerialisedTools = (Arc<[ToolSpec]>, Arc<serde_json::value::RawValue>);
+
+impl ChatCompletions {
+    /// The wire form of a tool list, serialised when it is not the list sent last.
+    fn serialised_tools(
+        &self,
+        tools: &Arc<[ToolSpec]>,
+    ) -> Result<Option<Arc<serde_json::value::RawValue>>, ModelError> {
+        if tools.is_empty() {
+            return Ok(None);
+        }
+        // A poisoned lock only means a panic elsewhere; the cache is still whole.
+        let mut cache = self.tools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((sent, raw)) = cache.as_ref()
+            && Arc::ptr_eq(sent, tools)
+        {
+            return Ok(Some(raw.clone()));
+        }
+        let raw: Arc<serde_json::value::RawValue> = request::serialised_tools(self.flavor, tools)
+            .map_err(|e| serialise_error(&e))?
+            .into();
+        *cache = Some((tools.clone(), raw.clone()));
+        Ok(Some(raw))
+    }
 }
 
 impl OpenAiCompatible {
@@ -373,6 +404,7 @@ impl OpenAiBuilder {
             flavor: self.preset.flavor,
             model: self.model,
             stream_usage: AtomicBool::new(true),
+            tools: std::sync::Mutex::new(None),
         };
         Ok(HttpModel::from_protocol(
             protocol,
@@ -418,8 +450,16 @@ impl WireProtocol for ChatCompletions {
             self.accepts_documents(),
         )?;
         let ask_usage = self.stream_usage.load(Ordering::Relaxed);
-        request::build_body_asking_usage(self.flavor, &self.model, request, stream, ask_usage)
-            .map_err(|e| serialise_error(&e))
+        let tools = self.serialised_tools(&request.tools)?;
+        request::build_body_asking_usage(
+            self.flavor,
+            &self.model,
+            request,
+            stream,
+            ask_usage,
+            tools.as_deref(),
+        )
+        .map_err(|e| serialise_error(&e))
     }
 
     fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, ModelError> {
@@ -492,5 +532,61 @@ mod tests {
             err.to_string().contains("OPENAI_COMPATIBLE_BASE_URL"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_tool_list_is_serialised_once_and_again_when_it_changes() {
+        use crate::message::Message;
+        let protocol = ChatCompletions {
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            flavor: Flavor::OpenAi,
+            stream_usage: AtomicBool::new(true),
+            tools: std::sync::Mutex::new(None),
+        };
+        let spec = |name: &str, strict| ToolSpec {
+            name: name.into(),
+            description: format!("{name}s two numbers"),
+            parameters: serde_json::json!({"type": "object",
+                "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                "required": ["a", "b"]}),
+            strict,
+            examples: Vec::new(),
+        };
+        let request = |tools: &Arc<[ToolSpec]>| ChatRequest {
+            messages: vec![Message::user("hi")].into(),
+            tools: tools.clone(),
+            ..Default::default()
+        };
+        let first: Arc<[ToolSpec]> = vec![spec("add", false), spec("multiply", true)].into();
+        let fresh =
+            request::build_body(Flavor::OpenAi, "gpt-4o-mini", &request(&first), false).unwrap();
+        let once = protocol.request_body(&request(&first), false).unwrap();
+        let again = protocol.request_body(&request(&first), false).unwrap();
+        // Byte for byte what building the list each time gives, strict schema included.
+        assert_eq!(once, fresh);
+        assert_eq!(again, fresh);
+        let kept = protocol
+            .tools
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(t, _)| t.clone());
+        assert!(kept.is_some_and(|t| Arc::ptr_eq(&t, &first)));
+        // Another list (a handoff's agent, another agent on the same model) is sent as it is.
+        let second: Arc<[ToolSpec]> = vec![spec("subtract", false)].into();
+        let body: serde_json::Value =
+            serde_json::from_slice(&protocol.request_body(&request(&second), false).unwrap())
+                .unwrap();
+        assert_eq!(body["tools"].as_array().map(Vec::len), Some(1));
+        assert_eq!(body["tools"][0]["function"]["name"], "subtract");
+        // No tools: no list, whatever was sent before.
+        let none: serde_json::Value = serde_json::from_slice(
+            &protocol
+                .request_body(&request(&Arc::from(Vec::new())), false)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(none.get("tools").is_none());
     }
 }

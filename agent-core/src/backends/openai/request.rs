@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::Flavor;
@@ -19,7 +20,7 @@ struct Body<'a> {
     model: &'a str,
     messages: Vec<WireMessage<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tools: Option<Vec<WireTool<'a>>>,
+    tools: Option<WireTools<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +85,15 @@ struct WireFunctionCall<'a> {
     arguments: &'a str,
 }
 
+/// The tool list: built from the specs, or the same list already serialised (an agent sends
+/// the same tools on every turn).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireTools<'a> {
+    Built(Vec<WireTool<'a>>),
+    Serialised(&'a RawValue),
+}
+
 #[derive(Serialize)]
 struct WireTool<'a> {
     r#type: &'static str,
@@ -116,17 +126,29 @@ pub fn build_body(
     request: &ChatRequest,
     stream: bool,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    build_body_asking_usage(flavor, model, request, stream, true)
+    build_body_asking_usage(flavor, model, request, stream, true, None)
+}
+
+/// A tool list as the flavour sends it, serialised once; [`build_body_asking_usage`] takes
+/// it for a request whose tools are these.
+pub(crate) fn serialised_tools(
+    flavor: Flavor,
+    tools: &[ToolSpec],
+) -> Result<Box<RawValue>, serde_json::Error> {
+    let wire: Vec<WireTool<'_>> = tools.iter().map(|spec| wire_tool(flavor, spec)).collect();
+    serde_json::value::to_raw_value(&wire)
 }
 
 /// [`build_body`], with `stream_options.include_usage` asked for only when `ask_usage` holds
-/// (and the flavour accepts it): a server that refused it once is not asked again.
+/// (and the flavour accepts it): a server that refused it once is not asked again. With
+/// `tools`, the request's tool list as [`serialised_tools`] made it.
 pub(crate) fn build_body_asking_usage(
     flavor: Flavor,
     model: &str,
     request: &ChatRequest,
     stream: bool,
     ask_usage: bool,
+    serialised: Option<&RawValue>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let extra = &request.extra;
     // A field the caller set in `extra` wins over ours (no duplicate keys).
@@ -135,12 +157,15 @@ pub(crate) fn build_body_asking_usage(
     // Ollama has no `tool_choice`: "none" can only be said by sending no tools.
     let ollama_without_tools = flavor == Flavor::Ollama && request.tool_choice == ToolChoice::None;
     let with_tools = !request.tools.is_empty() && !ollama_without_tools;
-    let tools = with_tools.then(|| {
-        request
-            .tools
-            .iter()
-            .map(|spec| wire_tool(flavor, spec))
-            .collect::<Vec<_>>()
+    let tools = with_tools.then(|| match serialised {
+        Some(raw) => WireTools::Serialised(raw),
+        None => WireTools::Built(
+            request
+                .tools
+                .iter()
+                .map(|spec| wire_tool(flavor, spec))
+                .collect(),
+        ),
     });
     let tool_choice = (with_tools && flavor != Flavor::Ollama && ours("tool_choice"))
         .then(|| tool_choice(flavor, &request.tool_choice));

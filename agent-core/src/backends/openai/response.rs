@@ -209,6 +209,8 @@ pub(crate) fn parse_response(body: &[u8], source: Source<'_>) -> Result<ChatResp
     };
     let message = choice.message.or(choice.delta).unwrap_or_default();
     let mut assembler = ChunkAssembler::new(source.provider);
+    // A whole answer has no listener for stream events: build none.
+    assembler.emit_events = false;
     assembler.absorb_message(message, &mut Vec::new());
     assembler.finish_reason = choice.finish_reason.filter(|f| !f.is_empty());
     assembler.usage = Some(usage);
@@ -237,6 +239,8 @@ pub(crate) struct ChunkAssembler {
     index_map: Vec<(u64, usize)>,
     finish_reason: Option<String>,
     usage: Option<Usage>,
+    /// Whether to produce stream events (not for a whole answer, where nobody reads them).
+    emit_events: bool,
 }
 
 impl ChunkAssembler {
@@ -249,6 +253,7 @@ impl ChunkAssembler {
             index_map: Vec::new(),
             finish_reason: None,
             usage: None,
+            emit_events: true,
         }
     }
 
@@ -303,12 +308,20 @@ impl ChunkAssembler {
             .filter(|r| !r.is_empty())
         {
             self.reasoning.push_str(&reasoning);
-            events.push(StreamEvent::ReasoningDelta(reasoning));
+            if self.emit_events {
+                events.push(StreamEvent::ReasoningDelta(reasoning));
+            }
         }
         match message.content {
             Some(Value::String(text)) if !text.is_empty() => {
-                self.text.push_str(&text);
-                events.push(StreamEvent::TextDelta(text));
+                if !self.emit_events && self.text.is_empty() {
+                    self.text = text;
+                } else {
+                    self.text.push_str(&text);
+                    if self.emit_events {
+                        events.push(StreamEvent::TextDelta(text));
+                    }
+                }
             }
             // Mistral's content chunks: text, and thinking (reasoning) blocks.
             Some(Value::Array(chunks)) => {
@@ -382,31 +395,38 @@ impl ChunkAssembler {
             && let Some(name) = &call.name
         {
             call.started = true;
-            let id = call
-                .id
-                .get_or_insert_with(|| format!("call_{slot}"))
-                .clone();
-            events.push(StreamEvent::ToolCallStarted {
-                index: slot,
-                id,
-                name: name.clone(),
-            });
+            let id = call.id.get_or_insert_with(|| format!("call_{slot}"));
+            if self.emit_events {
+                events.push(StreamEvent::ToolCallStarted {
+                    index: slot,
+                    id: id.clone(),
+                    name: name.clone(),
+                });
+            }
         }
         match function.arguments {
             Some(Value::String(piece)) if !piece.is_empty() => {
-                call.arguments.push_str(&piece);
-                events.push(StreamEvent::ToolCallDelta {
-                    index: slot,
-                    arguments: piece,
-                });
+                if !self.emit_events && call.arguments.is_empty() {
+                    call.arguments = piece;
+                } else {
+                    call.arguments.push_str(&piece);
+                    if self.emit_events {
+                        events.push(StreamEvent::ToolCallDelta {
+                            index: slot,
+                            arguments: piece,
+                        });
+                    }
+                }
             }
             Some(object @ Value::Object(_)) => {
                 // A whole object replaces whatever came before.
                 call.arguments = object.to_string();
-                events.push(StreamEvent::ToolCallDelta {
-                    index: slot,
-                    arguments: call.arguments.clone(),
-                });
+                if self.emit_events {
+                    events.push(StreamEvent::ToolCallDelta {
+                        index: slot,
+                        arguments: call.arguments.clone(),
+                    });
+                }
             }
             _ => {}
         }
