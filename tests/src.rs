@@ -7,6 +7,22 @@ pub mod fake_server;
 pub mod mcp_servers;
 pub mod proc_stats;
 
+/// A scripted answer that reports this usage, as a provider would.
+pub fn with_usage(
+    response: agent_core::ChatResponse,
+    input: u64,
+    output: u64,
+) -> agent_core::ChatResponse {
+    agent_core::ChatResponse {
+        usage: agent_core::Usage {
+            input_tokens: input,
+            output_tokens: output,
+            ..Default::default()
+        },
+        ..response
+    }
+}
+
 /// The path of the default local model's file (`AGENT_LOCAL_MODEL`, else the user's
 /// cache), or why there is none.
 pub fn local_model_path() -> Result<std::path::PathBuf, agent_core::ModelError> {

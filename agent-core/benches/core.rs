@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the loop's own costs (no network): one agent run with the scripted
 //! model and two tools, the stream assembler on a long tool-call stream, schema generation
-//! for a nested argument type, and request serialisation at 10, 100 and 1000 messages.
+//! for a nested argument type, request serialisation at 10, 100 and 1000 messages, and the
+//! spend ledger's reserve and settle.
 //!
 //! `cargo bench -p agent-core`
 
@@ -206,5 +207,49 @@ fn serialisation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, loop_turn, stream_assembler, schema, serialisation);
+/// The spend ledger's cost per model call: reserve the worst case against a chain of two
+/// budgets (a run's under a shared one), then settle it.
+fn ledger(c: &mut Criterion) {
+    use agent_core::run::{Budget, BudgetTracker};
+    let shared = Arc::new(BudgetTracker::new(Budget {
+        max_cost_usd: Some(1e9),
+        max_model_requests: Some(u32::MAX),
+        ..Default::default()
+    }));
+    let run = Arc::new(BudgetTracker::child(
+        shared,
+        Budget {
+            max_total_tokens: Some(u64::MAX),
+            ..Default::default()
+        },
+    ));
+    let request = ChatRequest {
+        messages: history(10).into(),
+        max_output_tokens: Some(256),
+        ..Default::default()
+    };
+    let usage = agent_core::Usage {
+        input_tokens: 500,
+        output_tokens: 100,
+        ..Default::default()
+    };
+    c.bench_function(
+        "ledger: reserve and settle, chain of 2 budgets, 10 messages",
+        |b| {
+            b.iter(|| {
+                let held = run.reserve("gpt-4o", black_box(&request)).expect("room");
+                held.settle("gpt-4o", &usage).expect("within");
+            });
+        },
+    );
+}
+
+criterion_group!(
+    benches,
+    loop_turn,
+    stream_assembler,
+    schema,
+    serialisation,
+    ledger
+);
 criterion_main!(benches);

@@ -19,10 +19,11 @@ use crate::message::{ContentPart, Message};
 use crate::model::ChatModel;
 use crate::output::OutputSpec;
 use crate::run::{
-    AgentError, Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings, RunContext,
-    RunControls, RunEvent, RunHooks, RunLimits, RunResult, RunState, StopReason, ToolHookAction,
-    ToolInvocation, drive_with, new_run_id,
+    AgentError, AgentUsage, Approval, Budget, BudgetTracker, EventSink, Input, ModelSettings,
+    NestedLink, Prices, Roster, RunContext, RunControls, RunEvent, RunHooks, RunLimits, RunResult,
+    RunState, StopReason, SubAgentRun, ToolHookAction, ToolInvocation, drive_with, new_run_id,
 };
+use crate::team::{Handoff, Team};
 use crate::telemetry::spans;
 use crate::tool::{
     ApprovalPolicy, SideEffect, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource,
@@ -43,6 +44,22 @@ pub trait Agent: Send + Sync {
 
     /// Runs the task to its end.
     async fn run(&self, input: &str, ctx: &RunContext) -> Result<RunResult, AgentError>;
+
+    /// Continues a run of this agent that paused for approval, with a human's decisions by
+    /// call id (how an [`AgentTool`] resumes its nested run). By default the agent cannot:
+    /// [`AgentError::InvalidState`].
+    async fn resume_with_approvals(
+        &self,
+        state: RunState,
+        decisions: Vec<(String, Approval)>,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        let _ = (state, decisions, ctx);
+        Err(AgentError::InvalidState(format!(
+            "the agent `{}` cannot resume a paused run",
+            self.name()
+        )))
+    }
 }
 
 /// The standard agent: a model, instructions, tools, optional memory and limits, run by the
@@ -77,6 +94,8 @@ pub struct LlmAgent {
     output_guardrails: Vec<OutputGuardrail>,
     max_output_retries: u32,
     budget: Option<Budget>,
+    prices: Option<Prices>,
+    handoffs: Vec<Handoff>,
     store: Option<Arc<dyn RunStore>>,
     /// Whether `memory` is the store itself (then a finished run reaches its session in the
     /// store's final commit, atomically, instead of through `Memory::append`).
@@ -182,6 +201,8 @@ impl LlmAgent {
             max_output_retries: 2,
             approval_policy: None,
             budget: None,
+            prices: None,
+            handoffs: Vec::new(),
             store: None,
             interrupted: InterruptedCalls::default(),
         }
@@ -250,6 +271,16 @@ impl LlmAgent {
         &self.limits
     }
 
+    /// The system instructions.
+    pub fn instructions(&self) -> Option<&str> {
+        self.instructions.as_deref()
+    }
+
+    /// The agents this one may hand a conversation to.
+    pub fn handoffs(&self) -> &[Handoff] {
+        &self.handoffs
+    }
+
     /// Builds the state of a new run over the given earlier history, without running it.
     /// Drive it with [`resume`](Self::resume), or step it yourself.
     pub fn start(&self, input: &str, history: &[Message]) -> RunState {
@@ -309,6 +340,7 @@ impl LlmAgent {
                     replay: Vec::new(),
                     log: Some(&log),
                     session,
+                    team: None,
                 };
                 self.execute(state, run, ctx, EventSink::none(), None).await
             }
@@ -360,13 +392,29 @@ impl LlmAgent {
         input: &'a str,
         ctx: &'a RunContext,
     ) -> impl Stream<Item = RunEvent> + Send + 'a {
+        self.stream_in(input, ctx, None)
+    }
+
+    /// [`run_stream`](Self::run_stream), within a team when `team` is given.
+    pub(crate) fn stream_in<'a>(
+        &'a self,
+        input: &'a str,
+        ctx: &'a RunContext,
+        team: Option<&'a Team>,
+    ) -> impl Stream<Item = RunEvent> + Send + 'a {
         let (sender, receiver) = futures::channel::mpsc::unbounded();
         let run = async move {
             let mut emit = |event: RunEvent| {
                 let _ = sender.unbounded_send(event);
             };
             let outcome = self
-                .run_with_events(input, ctx, EventSink::new(&mut emit), None)
+                .run_in(
+                    vec![ContentPart::text(input)],
+                    ctx,
+                    EventSink::new(&mut emit),
+                    None,
+                    team,
+                )
                 .await;
             emit(match outcome {
                 Ok(result) => RunEvent::Finished(result),
@@ -403,6 +451,18 @@ impl LlmAgent {
         emit: EventSink<'_>,
         answer: Option<(OutputSpec, &AnswerCheck<'_>)>,
     ) -> Result<RunResult, AgentError> {
+        self.run_in(task, ctx, emit, answer, None).await
+    }
+
+    /// A new run of a task made of parts, within a team when `team` is given.
+    pub(crate) async fn run_in(
+        &self,
+        task: Vec<ContentPart>,
+        ctx: &RunContext,
+        emit: EventSink<'_>,
+        answer: Option<(OutputSpec, &AnswerCheck<'_>)>,
+        team: Option<&Team>,
+    ) -> Result<RunResult, AgentError> {
         let text = ContentPart::join_text(&task);
         let input = text.as_str();
         for guardrail in &self.input_guardrails {
@@ -431,6 +491,7 @@ impl LlmAgent {
             replay: Vec::new(),
             log: log.as_ref(),
             session,
+            team,
         };
         self.execute(state, run, ctx, emit, check).await
     }
@@ -487,6 +548,17 @@ impl LlmAgent {
         run_id: &str,
         decisions: Option<Vec<(String, Approval)>>,
         ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        self.resume_stored_in(run_id, decisions, ctx, None).await
+    }
+
+    /// Resumes a durable run, within a team when `team` is given.
+    pub(crate) async fn resume_stored_in(
+        &self,
+        run_id: &str,
+        decisions: Option<Vec<(String, Approval)>>,
+        ctx: &RunContext,
+        team: Option<&Team>,
     ) -> Result<RunResult, AgentError> {
         let Some(store) = &self.store else {
             return Err(AgentError::InvalidState(format!(
@@ -547,6 +619,7 @@ impl LlmAgent {
             replay,
             log: Some(&log),
             session: stored.info.session.as_deref(),
+            team,
         };
         self.execute(state, run, ctx, EventSink::none(), None).await
     }
@@ -555,12 +628,12 @@ impl LlmAgent {
     /// typed answer: a refusal goes back to the model through the state's retry budget),
     /// then appends to memory (for a durable run: commits its end, with the session append
     /// when the store is the memory).
-    async fn execute(
+    pub(crate) async fn execute(
         &self,
         mut state: RunState,
         run: Continue<'_>,
         ctx: &RunContext,
-        mut emit: EventSink<'_>,
+        emit: EventSink<'_>,
         answer_check: Option<&AnswerCheck<'_>>,
     ) -> Result<RunResult, AgentError> {
         let Continue {
@@ -568,13 +641,35 @@ impl LlmAgent {
             mut replay,
             log,
             session,
+            team,
         } = run;
+        // A nested run (an agent used as a tool) sends its events to the run above it.
+        let mut relay = |event: RunEvent| {
+            if let Some(relay) = &ctx.relay {
+                relay.send(event);
+            }
+        };
+        let mut given = emit;
+        let mut emit = if !given.is_listening() && ctx.relay.is_some() {
+            EventSink::new(&mut relay)
+        } else {
+            given.reborrow()
+        };
         let span = spans::agent_span(&self.name, self.model.as_ref(), session, state.run_id());
         let tools = self.tools();
-        let tracker = ctx
-            .budget
-            .clone()
-            .or_else(|| self.budget.clone().map(|b| Arc::new(BudgetTracker::new(b))));
+        // The agent's own budget sits under the one the run brings (a parent run's, or the
+        // caller's shared one): both apply, and spending counts in both.
+        let tracker = match (&ctx.budget, &self.budget) {
+            (Some(parent), Some(own)) => {
+                Some(Arc::new(BudgetTracker::child(parent.clone(), own.clone())))
+            }
+            (Some(shared), None) => Some(shared.clone()),
+            (None, Some(own)) => Some(Arc::new(BudgetTracker::with_prices(
+                own.clone(),
+                self.prices.clone().unwrap_or_default(),
+            ))),
+            (None, None) => None,
+        };
         if let Some(tracker) = &tracker
             && state.turns() > 0
             && log.is_some()
@@ -590,6 +685,7 @@ impl LlmAgent {
                 budget: tracker.clone(),
                 journal: log,
                 replay: std::mem::take(&mut replay),
+                roster: team.map(|t| t as &dyn Roster),
             };
             let result = match drive_with(
                 &mut state,
@@ -666,7 +762,7 @@ impl LlmAgent {
     /// memory of its own and the context names none (memory is never silently ignored). A
     /// store that is the memory only because it is the store serves sessions that are named:
     /// unrelated durable runs do not become one conversation.
-    fn session<'a>(&self, ctx: &'a RunContext) -> Option<&'a str> {
+    pub(crate) fn session<'a>(&self, ctx: &'a RunContext) -> Option<&'a str> {
         match (&ctx.session, &self.memory) {
             (Some(session), _) => Some(session),
             (None, Some(_)) if !self.memory_from_store => Some(DEFAULT_SESSION),
@@ -687,20 +783,23 @@ impl LlmAgent {
 
 /// How [`LlmAgent::execute`] goes on with a state: its first input, the journalled inputs
 /// to catch up on, the durable run's journal, and the memory session.
-struct Continue<'a> {
-    first: Input,
-    replay: Vec<Input>,
-    log: Option<&'a RunLog>,
-    session: Option<&'a str>,
+pub(crate) struct Continue<'a> {
+    pub(crate) first: Input,
+    pub(crate) replay: Vec<Input>,
+    pub(crate) log: Option<&'a RunLog>,
+    pub(crate) session: Option<&'a str>,
+    /// The team the run may hand off within.
+    pub(crate) team: Option<&'a Team>,
 }
 
 impl<'a> Continue<'a> {
-    fn fresh(session: Option<&'a str>) -> Self {
+    pub(crate) fn fresh(session: Option<&'a str>) -> Self {
         Continue {
             first: Input::Resume,
             replay: Vec::new(),
             log: None,
             session,
+            team: None,
         }
     }
 }
@@ -743,6 +842,18 @@ fn catch_up(
                 replay.push(Input::ToolFinished(outcome.into_outcome(call_id)));
             }
             JournalEntry::Approvals { decisions } => replay.push(Input::Approvals(decisions)),
+            JournalEntry::SubAgent { call_id, run } => {
+                replay.push(Input::SubAgent { call_id, run });
+            }
+            JournalEntry::Handoff {
+                agent,
+                instructions,
+                conversation,
+            } => replay.push(Input::HandedOff {
+                agent,
+                instructions,
+                conversation,
+            }),
         }
     }
     for (call_turn, call_id, name) in intents {
@@ -887,6 +998,15 @@ impl Agent for LlmAgent {
         self.run_with_events(input, ctx, EventSink::none(), None)
             .await
     }
+
+    async fn resume_with_approvals(
+        &self,
+        state: RunState,
+        decisions: Vec<(String, Approval)>,
+        ctx: &RunContext,
+    ) -> Result<RunResult, AgentError> {
+        LlmAgent::resume_with_approvals(self, state, decisions, ctx).await
+    }
 }
 
 /// Builds an [`LlmAgent`].
@@ -913,6 +1033,8 @@ pub struct LlmAgentBuilder {
     max_output_retries: u32,
     approval_policy: Option<ApprovalPolicy>,
     budget: Option<Budget>,
+    prices: Option<Prices>,
+    handoffs: Vec<Handoff>,
     store: Option<Arc<dyn RunStore>>,
     interrupted: InterruptedCalls,
 }
@@ -946,10 +1068,26 @@ impl LlmAgentBuilder {
         self
     }
 
-    /// Gives every run of this agent a budget of its own (unless the run's context brings a
-    /// shared one, which then applies instead).
+    /// Gives every run of this agent a budget of its own. When the run's context brings a
+    /// budget too (a caller's shared one, or the parent run's when this agent is a tool),
+    /// this one sits under it: both limits apply, and spending counts in both.
     pub fn budget(mut self, budget: Budget) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// Lets the model hand the conversation to another agent of the [`Team`] this agent
+    /// runs in, with a `transfer_to_<name>` tool (see [`crate::team`]).
+    pub fn handoff(mut self, handoff: Handoff) -> Self {
+        self.tools.push(handoff.tool());
+        self.handoffs.push(handoff);
+        self
+    }
+
+    /// The price table of this agent's own [`budget`](Self::budget) (default:
+    /// [`Prices::default`]). A budget the run's context brings prices with its own table.
+    pub fn prices(mut self, prices: Prices) -> Self {
+        self.prices = Some(prices);
         self
     }
 
@@ -1188,12 +1326,22 @@ impl LlmAgentBuilder {
             output_guardrails: self.output_guardrails,
             max_output_retries: self.max_output_retries,
             budget: self.budget,
+            prices: self.prices,
+            handoffs: self.handoffs,
         })
     }
 }
 
-/// Any [`Agent`] as a tool: the model passes a task as `input`, the agent's final answer
-/// comes back as the result. The inner run shares the outer run's cancellation and budget.
+/// Any [`Agent`] as a tool: the model passes a task, the agent's final answer comes back
+/// as the result. The nested run shares the outer run's cancellation, and spends from its
+/// budget (an agent with a budget of its own gets it under the outer one: both apply).
+///
+/// What the outer run takes in: the nested run's usage, in its
+/// [`RunResult::usage`](crate::RunResult::usage) and, per sub-agent, in
+/// [`RunResult::sub_agents`](crate::RunResult::sub_agents); its events, as
+/// [`RunEvent::SubAgent`] tagged with the agent's name and depth; and its approval pause,
+/// which pauses the outer run with the nested calls (ids `<outer call id>/<nested call
+/// id>`) and resumes as one with [`LlmAgent::resume_with_approvals`].
 ///
 /// ```
 /// use std::sync::Arc;
@@ -1211,6 +1359,9 @@ impl LlmAgentBuilder {
 #[derive(Clone)]
 pub struct AgentTool {
     agent: Arc<dyn Agent>,
+    /// The arguments' schema; `None`: `{"input": string}`.
+    schema: Option<Value>,
+    parallel: bool,
 }
 
 impl fmt::Debug for AgentTool {
@@ -1222,13 +1373,53 @@ impl fmt::Debug for AgentTool {
 }
 
 impl AgentTool {
-    /// Wraps an agent. Fails when the agent has no description: the calling model reads
-    /// it to decide when to delegate, so an empty one is a mistake, not a default.
+    /// Wraps an agent; the model passes the task as a string, `input`. Fails when the agent
+    /// has no description: the calling model reads it to decide when to delegate, so an
+    /// empty one is a mistake, not a default.
     pub fn new(agent: Arc<dyn Agent>) -> Result<Self, ToolSetError> {
         if agent.description().trim().is_empty() {
             return Err(ToolSetError::MissingDescription(agent.name().to_owned()));
         }
-        Ok(AgentTool { agent })
+        Ok(AgentTool {
+            agent,
+            schema: None,
+            parallel: false,
+        })
+    }
+
+    /// Wraps an agent whose input is a struct: the model fills in `T`'s fields (checked
+    /// against its schema, like any tool's arguments), and the agent reads them as JSON.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use agent_core::{AgentTool, LlmAgent, testing::ScriptedModel};
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Research {
+    ///     /// What to find out.
+    ///     question: String,
+    ///     /// How many sources at most.
+    ///     max_sources: u32,
+    /// }
+    /// let researcher = LlmAgent::builder(Arc::new(ScriptedModel::new()))
+    ///     .name("researcher")
+    ///     .description("Finds sources.")
+    ///     .build()
+    ///     .unwrap();
+    /// let tool = AgentTool::typed::<Research>(Arc::new(researcher)).unwrap();
+    /// ```
+    pub fn typed<T: schemars::JsonSchema>(agent: Arc<dyn Agent>) -> Result<Self, ToolSetError> {
+        let mut tool = Self::new(agent)?;
+        tool.schema = Some(crate::schema::schema_for::<T>());
+        Ok(tool)
+    }
+
+    /// Lets calls of this agent run at the same time as other parallel-safe calls of the
+    /// same turn (default: one at a time). The nested runs then spend from the shared
+    /// budget together; the ledger keeps them within it.
+    #[must_use]
+    pub fn parallel(mut self, parallel: bool) -> Self {
+        self.parallel = parallel;
+        self
     }
 }
 
@@ -1248,31 +1439,95 @@ impl Tool for AgentTool {
     }
 
     fn parameters(&self) -> Value {
-        serde_json::json!({
-            "type": "object",
-            "properties": {
-                "input": {"type": "string", "description": "The task for this agent, stated completely."}
-            },
-            "required": ["input"]
-        })
+        match &self.schema {
+            Some(schema) => schema.clone(),
+            None => serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "input": {"type": "string", "description": "The task for this agent, stated completely."}
+                },
+                "required": ["input"]
+            }),
+        }
     }
 
     fn meta(&self) -> ToolMeta {
-        ToolMeta::side_effecting()
+        let mut meta = ToolMeta::side_effecting();
+        meta.parallel_safe = self.parallel;
+        meta
+    }
+
+    fn nests_runs(&self) -> bool {
+        true
     }
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        let args: AgentToolArgs = serde_json::from_value(args)
-            .map_err(|e| ToolError::invalid_arguments(e.to_string()))?;
+        let name = self.agent.name();
+        let link = NestedLink::of(ctx);
         let mut run_ctx = RunContext::new().with_cancel(ctx.cancel.child_token());
         // A nested run spends from the same budget.
         run_ctx.budget = ctx.budget.clone();
-        match self.agent.run(&args.input, &run_ctx).await {
-            Ok(result) => Ok(ToolOutput::Text(result.text)),
-            Err(e) => Err(ToolError::failed(format!(
-                "The agent `{}` could not complete the task: {e}",
-                self.agent.name()
-            ))),
+        if let Some(relay) = link.and_then(|l| l.relay_for(name)) {
+            run_ctx = run_ctx.with_relay(relay);
+        }
+        let outcome = match link.and_then(NestedLink::take_resume) {
+            Some(resume) => {
+                self.agent
+                    .resume_with_approvals(resume.state, resume.decisions, &run_ctx)
+                    .await
+            }
+            None => {
+                let input = match &self.schema {
+                    Some(_) => args.to_string(),
+                    None => {
+                        serde_json::from_value::<AgentToolArgs>(args)
+                            .map_err(|e| ToolError::invalid_arguments(e.to_string()))?
+                            .input
+                    }
+                };
+                self.agent.run(&input, &run_ctx).await
+            }
+        };
+        match outcome {
+            Ok(mut result) => {
+                let usage = result.usage_tree(name);
+                let paused = result.interruption.take();
+                let Some(link) = link else {
+                    if paused.is_some() {
+                        return Err(ToolError::failed(format!(
+                            "The agent `{name}` paused for approval, and this call cannot \
+                             pause: run it as a tool of an agent's run"
+                        )));
+                    }
+                    return Ok(ToolOutput::Text(result.text));
+                };
+                let waiting = paused.is_some();
+                link.report(SubAgentRun { usage, paused });
+                if waiting {
+                    // The run waits for the decisions; this result is not the call's.
+                    return Ok(ToolOutput::Text(format!(
+                        "`{name}` is waiting for approval."
+                    )));
+                }
+                Ok(ToolOutput::Text(result.text))
+            }
+            Err(e) => {
+                // What the nested run spent before it failed still counts.
+                if let (Some(link), Some(partial)) = (link, e.partial()) {
+                    link.report(SubAgentRun {
+                        usage: AgentUsage {
+                            agent: name.to_owned(),
+                            turn_usage: vec![partial.usage],
+                            turn_models: vec![String::new()],
+                            sub_agents: Vec::new(),
+                        },
+                        paused: None,
+                    });
+                }
+                Err(ToolError::failed(format!(
+                    "The agent `{name}` could not complete the task: {e}"
+                )))
+            }
         }
     }
 }

@@ -50,6 +50,7 @@ pub mod resilience;
 pub mod run;
 pub mod schema;
 pub mod secret;
+pub mod team;
 pub mod telemetry;
 pub mod testing;
 pub mod tool;
@@ -76,6 +77,7 @@ pub use run::{
     PartialRun, PendingApproval, RunContext, RunEvent, RunHooks, RunLimits, RunResult, RunState,
     StopReason, ToolHookAction, ToolInvocation, ToolOutcome, drive,
 };
+pub use team::{Handoff, HandoffInfo, Team, TeamError};
 pub use tokio_util::sync::CancellationToken;
 pub use tool::{
     FnTool, SideEffect, Tool, ToolContext, ToolMeta, ToolOutput, ToolSet, ToolSource, TypedTool,

@@ -128,6 +128,9 @@ pub struct ToolContext {
     pub cancel: CancellationToken,
     /// The run's budget, for tools that start runs of their own (agents as tools).
     pub budget: Option<Arc<crate::budget::BudgetTracker>>,
+    /// For a tool that [nests runs](Tool::nests_runs): the driver's link for this call
+    /// (reached through `agent_core::run::NestedLink::of`).
+    pub(crate) nested: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ToolContext {
@@ -140,6 +143,7 @@ impl ToolContext {
             turn: 0,
             cancel: CancellationToken::new(),
             budget: None,
+            nested: None,
         }
     }
 
@@ -232,6 +236,20 @@ pub trait Tool: Send + Sync {
     /// Example tasks and calls, for small models that learn from examples (none by default).
     fn examples(&self) -> Vec<ToolExample> {
         Vec::new()
+    }
+
+    /// Whether a call runs an agent of its own whose usage, events and approval pauses the
+    /// calling run takes in ([`AgentTool`](crate::AgentTool): `true`). The driver then lends
+    /// each call a link for them.
+    fn nests_runs(&self) -> bool {
+        false
+    }
+
+    /// The agent a call of this tool hands the conversation to (a `transfer_to_<name>`
+    /// tool of a [`Handoff`](crate::Handoff)); the run's state machine answers such calls
+    /// itself, so [`call`](Tool::call) is never reached in a run.
+    fn hands_off_to(&self) -> Option<&str> {
+        None
     }
 
     /// Runs the tool. `args` has already been checked against [`parameters`](Tool::parameters).

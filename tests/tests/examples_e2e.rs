@@ -185,6 +185,41 @@ async fn the_streaming_example_runs_offline() {
 }
 
 #[tokio::test]
+async fn the_team_example_hands_off_by_topic_and_prints_the_usage_tree_offline() {
+    let bin = env!("CARGO_BIN_EXE_team_e2e");
+    let (ok, stdout) = run_bin(bin, &[]).await;
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("handoff: triage -> tech"), "{stdout}");
+    assert!(stdout.contains("tech calls researcher"), "{stdout}");
+    assert!(
+        stdout.contains("  researcher says: Known issue #812"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("answer (tech): Known issue #812"),
+        "{stdout}"
+    );
+    // triage 180+12 and tech 410+25, 520+45 on their own; the researcher's 320+40 under it.
+    // At the default table's gpt-4o and gpt-4o-mini prices.
+    assert!(
+        stdout.contains("triage -> tech: 4 calls, 1552 tokens, $0.003131\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n  researcher: 1 call, 360 tokens, $0.000072\n"),
+        "{stdout}"
+    );
+    let (ok, stdout) = run_bin(bin, &["I was charged twice"]).await;
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("handoff: triage -> billing"), "{stdout}");
+    assert!(
+        stdout.contains("answer (billing): I have refunded"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("researcher"), "{stdout}");
+}
+
+#[tokio::test]
 async fn the_file_agent_example_counts_lines_and_writes_its_report_offline() {
     let (ok, stdout) = run_bin(env!("CARGO_BIN_EXE_file_agent_e2e"), &[]).await;
     assert!(ok, "{stdout}");

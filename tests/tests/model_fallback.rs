@@ -317,11 +317,7 @@ async fn the_result_names_and_the_budget_prices_the_model_that_answered() {
         r.usage.output_tokens = 10;
         Ok(r)
     }));
-    let price = |input: f64| Price {
-        input_per_mtok: input,
-        output_per_mtok: 0.0,
-        cached_input_per_mtok: 0.0,
-    };
+    let price = |input: f64| Price::new(input, 0.0).with_cached_input(0.0);
     let mut prices = Prices::empty();
     prices.set("cheap", price(0.0));
     prices.set("pricey", price(5.0));

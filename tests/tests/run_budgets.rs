@@ -7,22 +7,12 @@ use std::time::Duration;
 use agent_core::prelude::*;
 use agent_core::testing::ScriptedModel;
 use agent_core::{AgentError, ChatResponse, Message, StopReason};
+use agent_tests::with_usage;
 use agent_tools::Calculator;
 use serde_json::json;
 
+use agent_core::ToolCall;
 use agent_core::run::{Budget, BudgetKind, BudgetTracker, OnBudgetExceeded, Price, Prices};
-use agent_core::{ToolCall, Usage};
-
-fn with_usage(response: ChatResponse, input: u64, output: u64) -> ChatResponse {
-    ChatResponse {
-        usage: Usage {
-            input_tokens: input,
-            output_tokens: output,
-            ..Default::default()
-        },
-        ..response
-    }
-}
 
 fn call(expr: &str) -> ChatResponse {
     ChatResponse::tool_calls(vec![ToolCall::new(
@@ -145,14 +135,7 @@ async fn token_budgets_trip_on_real_usage_after_the_call() {
 #[tokio::test]
 async fn the_cost_budget_uses_the_price_table_and_is_shared_with_nested_runs() {
     let mut prices = Prices::empty();
-    prices.set(
-        "scripted",
-        Price {
-            input_per_mtok: 1.0,
-            output_per_mtok: 1.0,
-            cached_input_per_mtok: 1.0,
-        },
-    );
+    prices.set("scripted", Price::new(1.0, 1.0));
     let tracker = Arc::new(BudgetTracker::with_prices(
         Budget {
             max_cost_usd: Some(0.25),

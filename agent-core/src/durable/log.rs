@@ -141,6 +141,19 @@ impl RunLog {
             Input::Approvals(decisions) => JournalEntry::Approvals {
                 decisions: decisions.clone(),
             },
+            Input::SubAgent { call_id, run } => JournalEntry::SubAgent {
+                call_id: call_id.clone(),
+                run: run.clone(),
+            },
+            Input::HandedOff {
+                agent,
+                instructions,
+                conversation,
+            } => JournalEntry::Handoff {
+                agent: agent.clone(),
+                instructions: instructions.clone(),
+                conversation: conversation.clone(),
+            },
             _ => return Ok(()),
         };
         let (before, after) = match entry {

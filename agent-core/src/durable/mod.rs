@@ -187,16 +187,37 @@ pub enum JournalEntry {
         /// By call id.
         decisions: Vec<(String, Approval)>,
     },
+    /// A call that ran an agent reported what the nested run spent, or its pause.
+    SubAgent {
+        /// The call's id.
+        call_id: String,
+        /// The report.
+        run: Box<crate::run::SubAgentRun>,
+    },
+    /// The conversation was handed to another agent.
+    Handoff {
+        /// The agent now active.
+        agent: String,
+        /// Its instructions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instructions: Option<String>,
+        /// The conversation after the handoff's input filter, if it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation: Option<Vec<crate::message::Message>>,
+    },
 }
 
 impl JournalEntry {
-    /// The kind, as stored: `model_response`, `tool_intent`, `tool_outcome`, `approvals`.
+    /// The kind, as stored: `model_response`, `tool_intent`, `tool_outcome`, `approvals`,
+    /// `sub_agent`, `handoff`.
     pub fn kind(&self) -> &'static str {
         match self {
             JournalEntry::ModelResponse { .. } => "model_response",
             JournalEntry::ToolIntent { .. } => "tool_intent",
             JournalEntry::ToolOutcome { .. } => "tool_outcome",
             JournalEntry::Approvals { .. } => "approvals",
+            JournalEntry::SubAgent { .. } => "sub_agent",
+            JournalEntry::Handoff { .. } => "handoff",
         }
     }
 

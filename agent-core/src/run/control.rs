@@ -97,6 +97,31 @@ pub enum RunEvent {
         turn: u32,
         /// Its tokens.
         usage: Usage,
+        /// The model that answered.
+        model: String,
+        /// What it cost in US dollars, priced at the model that answered with the run's
+        /// budget's price table (else the default one); `None` when the model has no price
+        /// (unknown, not free).
+        cost_usd: Option<f64>,
+    },
+    /// An event of a run nested in this one (an agent used as a tool), in order: `agent`
+    /// is the nested agent, `depth` 1 for a tool of this run's agent, 2 for a tool of that
+    /// one, and so on. The nested run's end comes as the tool call's result.
+    SubAgent {
+        /// The nested agent's name.
+        agent: String,
+        /// How deep it is nested.
+        depth: u32,
+        /// What happened in it.
+        event: Box<RunEvent>,
+    },
+    /// The conversation was handed from one agent to another: the new one's instructions
+    /// and tools apply from the next model call on.
+    Handoff {
+        /// The agent that handed it off.
+        from: String,
+        /// The agent now active.
+        to: String,
     },
     /// The run paused: these calls wait for a human's decision. The final event follows.
     ApprovalRequested(Vec<PendingApproval>),

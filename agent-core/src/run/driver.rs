@@ -5,22 +5,25 @@
 //! to the machine as an [`Input`] (a hook's stop and a budget overrun included), which
 //! decides what comes next. The loop is in [`drive_with`]; its I/O helpers sit below it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::RunLimits;
 use super::control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
+use super::handoff::Roster;
+use super::nested::{EventRelay, NestedLink, NestedResume};
 use super::outcome::{AgentError, RunResult};
 use super::state::{
     Action, BudgetOverrun, Input, RunState, ToolInvocation, ToolOutcome, Veto, cap_tool_result,
 };
-use crate::budget::{BudgetTracker, Exceeded};
+use crate::budget::{BudgetTracker, Exceeded, Refusal, default_prices};
 use crate::durable::{RunLog, RunStatus};
 use crate::error::{ModelError, ModelErrorKind, ToolError, ToolErrorKind};
 use crate::message::{ToolCall, ToolResult};
@@ -45,6 +48,7 @@ pub async fn drive(
         budget: None,
         journal: None,
         replay: Vec::new(),
+        roster: None,
     };
     drive_with(state, model, tools, agent, cancel, Input::Resume, controls).await
 }
@@ -63,18 +67,20 @@ pub struct RunControls<'a> {
     /// Inputs already journalled (by an earlier process), fed to the machine after `first`
     /// and before anything new is done: how a resumed run catches up.
     pub replay: Vec<Input>,
+    /// The agents the run may hand its conversation to; without, a handoff stops the run.
+    pub roster: Option<&'a dyn Roster>,
 }
 
 /// [`drive`] with a first input (for example [`Input::Approvals`] when resuming a paused
 /// run), hooks and events.
-pub async fn drive_with(
+pub async fn drive_with<'a>(
     state: &mut RunState,
-    model: &dyn ChatModel,
-    tools: &ToolSet,
+    model: &'a dyn ChatModel,
+    tools: &'a ToolSet,
     agent: &str,
-    cancel: &CancellationToken,
+    cancel: &'a CancellationToken,
     first: Input,
-    controls: RunControls<'_>,
+    controls: RunControls<'a>,
 ) -> Result<RunResult, AgentError> {
     let RunControls {
         hooks,
@@ -82,7 +88,14 @@ pub async fn drive_with(
         budget,
         journal,
         replay,
+        roster,
     } = controls;
+    let mut tools = tools;
+    let mut model = model;
+    // A run handed off earlier goes on with the agent it was handed to.
+    if let Some(member) = state.active_agent().and_then(|a| roster?.member(a)) {
+        (tools, model) = (member.tools, member.model);
+    }
     let limits = state.limits().clone();
     let (run_id, agent): (Arc<str>, Arc<str>) = (Arc::from(state.run_id()), Arc::from(agent));
     let runner = ToolRunner {
@@ -95,10 +108,10 @@ pub async fn drive_with(
         turn: 0,
         journal,
     };
-    let models = ModelIo {
+    let mut models = ModelIo {
         model,
         hooks,
-        budget: budget.as_deref(),
+        budget: budget.as_ref(),
         cancel,
         stream: state.settings().stream,
     };
@@ -108,6 +121,14 @@ pub async fn drive_with(
     let mut replayed = false;
     loop {
         let resumed = matches!(input, Input::Resume);
+        // The new agent's tools apply from the handoff on (also when it is replayed).
+        if let Input::HandedOff { agent, .. } = &input
+            && let Some(member) = roster.and_then(|r| r.member(agent))
+        {
+            tools = member.tools;
+            turn.runner.tools = member.tools;
+            models.model = member.model;
+        }
         if let Some(log) = journal
             && !replayed
         {
@@ -131,7 +152,10 @@ pub async fn drive_with(
                 Action::CallModel(_) | Action::WrapUp(_) | Action::RunTools { .. } => {
                     Some(RunStatus::Running)
                 }
-                Action::AwaitTools | Action::Finished(_) | Action::Failed(_) => None,
+                Action::AwaitTools
+                | Action::HandOff { .. }
+                | Action::Finished(_)
+                | Action::Failed(_) => None,
             };
             if let Some(status) = status {
                 log.commit(state, status).await.map_err(AgentError::Store)?;
@@ -165,16 +189,47 @@ pub async fn drive_with(
                     .await
             }
             Action::WrapUp(request) => {
+                let budgeted = !state.is_budget_wrap_up();
                 models
-                    .call(&request, false, state.turns() + 1, emit.reborrow())
+                    .call(&request, budgeted, state.turns() + 1, emit.reborrow())
                     .await
             }
             Action::RunTools { run, refused } => {
                 report_refused(emit.reborrow(), refused);
+                turn.resumes = state.nested_resumes().clone();
                 turn.start(run, state.turns(), emit.reborrow()).await;
                 turn.next(emit.reborrow()).await
             }
             Action::AwaitTools => turn.next(emit.reborrow()).await,
+            Action::HandOff { to } => {
+                let from = state.active_agent().unwrap_or(&agent).to_owned();
+                match roster.filter(|r| r.member(&to).is_some()) {
+                    None => Input::Stopped(format!(
+                        "`{from}` handed the conversation to `{to}`, but this run has no agent \
+                         of that name (run it through a `Team` that has it)"
+                    )),
+                    Some(roster) => {
+                        let messages = state.messages();
+                        let system = usize::from(matches!(
+                            messages.first(),
+                            Some(crate::message::Message::System { .. })
+                        ));
+                        let conversation = roster.hand_off(&from, &to, &messages[system..]);
+                        let instructions = roster
+                            .member(&to)
+                            .and_then(|m| m.instructions.map(str::to_owned));
+                        emit.send(|| RunEvent::Handoff {
+                            from,
+                            to: to.clone(),
+                        });
+                        Input::HandedOff {
+                            agent: to,
+                            instructions,
+                            conversation,
+                        }
+                    }
+                }
+            }
         };
     }
 }
@@ -202,7 +257,7 @@ fn overrun(tracker: &BudgetTracker, exceeded: Exceeded) -> BudgetOverrun {
 struct ModelIo<'a> {
     model: &'a dyn ChatModel,
     hooks: &'a [Arc<dyn RunHooks>],
-    budget: Option<&'a BudgetTracker>,
+    budget: Option<&'a Arc<BudgetTracker>>,
     cancel: &'a CancellationToken,
     stream: bool,
 }
@@ -225,12 +280,28 @@ impl ModelIo<'_> {
                 return Input::Stopped(reason);
             }
         }
-        if budgeted
-            && let Some(tracker) = self.budget
-            && let Err(exceeded) = tracker.check_model_call(self.model.model(), request)
-        {
-            return Input::OverBudget(overrun(tracker, exceeded));
-        }
+        // The ledger holds the call's worst case until it is settled below (a call that is
+        // not made drops its reservation, which releases it). The wrap-up call is never
+        // refused, but it is booked.
+        let reservation = match self.budget {
+            Some(tracker) => match tracker.reserve(self.model.model(), request) {
+                Ok(reservation) => Some(reservation),
+                Err(Refusal::Unpriced { model }) => {
+                    let refusal = Refusal::Unpriced {
+                        model: model.clone(),
+                    };
+                    return Input::ModelFailed(
+                        ModelError::new(ModelErrorKind::Configuration, refusal.to_string())
+                            .with_provider(self.model.provider(), model),
+                    );
+                }
+                Err(Refusal::Exceeded(exceeded)) if budgeted => {
+                    return Input::OverBudget(overrun(tracker, exceeded));
+                }
+                Err(Refusal::Exceeded(_)) => None,
+            },
+            None => None,
+        };
         emit.send(|| RunEvent::TurnStarted { turn });
         let span = telemetry::chat_span(self.model, request, turn, self.stream);
         let call = async {
@@ -263,10 +334,21 @@ impl ModelIo<'_> {
         let prices = self.budget.map(|tracker| tracker.prices());
         telemetry::record_chat_response(&span, &response, answered_by, prices);
         let over = self.budget.and_then(|tracker| {
-            let recorded = tracker.record_model_call(answered_by, &usage);
-            recorded.err().map(|exceeded| overrun(tracker, exceeded))
+            let booked = match reservation {
+                Some(reservation) => reservation.settle(answered_by, &usage),
+                None => tracker.record_model_call(answered_by, &usage),
+            };
+            booked.err().map(|exceeded| overrun(tracker, exceeded))
         });
-        emit.send(|| RunEvent::TurnFinished { turn, usage });
+        emit.send(|| {
+            let prices = prices.unwrap_or(default_prices());
+            RunEvent::TurnFinished {
+                turn,
+                usage,
+                model: answered_by.to_owned(),
+                cost_usd: prices.cost(answered_by, &usage),
+            }
+        });
         let mut veto = over.map(Veto::OverBudget);
         for hook in self.hooks {
             if let HookAction::Stop(reason) = hook.after_model(&response).await {
@@ -353,6 +435,14 @@ struct ToolTurn<'a> {
     running: Option<BoxStream<'a, (usize, ToolOutcome)>>,
     /// The calls started, kept only for hooks and events.
     ran: Vec<ToolInvocation>,
+    /// The links lent to the calls started (by position), when a tool of the turn nests
+    /// runs; empty otherwise.
+    links: Vec<Option<Arc<NestedLink>>>,
+    /// Nested runs paused for approval that calls of this turn resume, by call id.
+    resumes: BTreeMap<String, NestedResume>,
+    /// Nested runs' events, while somebody listens.
+    relayed: Option<UnboundedReceiver<RunEvent>>,
+    relay: Option<EventRelay>,
 }
 
 impl<'a> ToolTurn<'a> {
@@ -363,6 +453,10 @@ impl<'a> ToolTurn<'a> {
             reported: VecDeque::new(),
             running: None,
             ran: Vec::new(),
+            links: Vec::new(),
+            resumes: BTreeMap::new(),
+            relayed: None,
+            relay: None,
         }
     }
 
@@ -442,7 +536,41 @@ impl<'a> ToolTurn<'a> {
         } else {
             runnable.clone()
         };
-        self.running = Some(runner.run_each(runnable).boxed());
+        // Calls of tools that nest runs get a link: for what the nested run spent, its
+        // events (while somebody listens) and the paused run they resume.
+        let nests = |i: &ToolInvocation| runner.tools.get(&i.name).is_some_and(|t| t.nests_runs());
+        self.links.clear();
+        if runnable.iter().any(nests) {
+            if emit.is_listening() && self.relay.is_none() {
+                let (sender, receiver) = futures::channel::mpsc::unbounded();
+                self.relay = Some(EventRelay::new(sender));
+                self.relayed = Some(receiver);
+            }
+            self.links = runnable
+                .iter()
+                .map(|i| {
+                    nests(i).then(|| {
+                        let resume = self.resumes.remove(&i.call_id);
+                        Arc::new(NestedLink::new(self.relay.clone(), resume))
+                    })
+                })
+                .collect();
+        }
+        let linked = runnable
+            .into_iter()
+            .enumerate()
+            .map(|(n, i)| (i, self.links.get(n).cloned().flatten()))
+            .collect();
+        self.running = Some(runner.run_linked(linked).boxed());
+    }
+
+    /// Sends on the nested runs' events received so far.
+    fn relay_events(&mut self, emit: &mut EventSink<'_>) {
+        if let Some(relayed) = self.relayed.as_mut() {
+            while let Ok(event) = relayed.try_recv() {
+                emit.send(|| event);
+            }
+        }
     }
 
     /// What happened next: something already reported, else the next call to finish (after
@@ -454,15 +582,30 @@ impl<'a> ToolTurn<'a> {
         let Some(running) = self.running.as_mut() else {
             return Input::Resume;
         };
-        let finished = tokio::select! {
-            biased;
-            _ = self.runner.cancel.cancelled() => return Input::Cancelled,
-            finished = running.next() => finished,
+        let finished = loop {
+            let relayed = async {
+                match self.relayed.as_mut() {
+                    Some(relayed) => relayed.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = self.runner.cancel.cancelled() => return Input::Cancelled,
+                finished = running.next() => break finished,
+                Some(event) = relayed => emit.send(|| event),
+            }
         };
+        // A nested run's events all come before its call's result.
+        self.relay_events(&mut emit);
         let Some((i, mut outcome)) = finished else {
             self.running = None;
             return Input::Resume;
         };
+        let report = self
+            .links
+            .get(i)
+            .and_then(|link| link.as_ref()?.take_report());
         if let Some(invocation) = self.ran.get(i) {
             for hook in self.hooks {
                 match hook.after_tool(invocation, &outcome.result).await {
@@ -477,7 +620,17 @@ impl<'a> ToolTurn<'a> {
             let cap = self.runner.limits.max_tool_result_bytes;
             emit.send(|| finished_event(&invocation.name, &outcome, cap));
         }
-        Input::ToolFinished(outcome)
+        match report {
+            Some(run) => {
+                let call_id = outcome.call_id.clone();
+                self.reported.push_front(Input::ToolFinished(outcome));
+                Input::SubAgent {
+                    call_id,
+                    run: Box::new(run),
+                }
+            }
+            None => Input::ToolFinished(outcome),
+        }
     }
 }
 
@@ -495,6 +648,9 @@ fn finished_event(name: &str, outcome: &ToolOutcome, cap: usize) -> RunEvent {
         duration: outcome.duration,
     }
 }
+
+/// A call of a turn, by position, with the link lent to it if its tool nests runs.
+type LinkedCall = (usize, ToolInvocation, Option<Arc<NestedLink>>);
 
 /// Runs the tool calls of one turn for a run: the tools, the limits, and the run's
 /// identity and cancellation token that every call's [`ToolContext`] is made from.
@@ -540,17 +696,25 @@ impl<'a> ToolRunner<'a> {
         &self,
         invocations: Vec<ToolInvocation>,
     ) -> impl futures::Stream<Item = (usize, ToolOutcome)> + Send + use<'a> {
+        self.run_linked(invocations.into_iter().map(|i| (i, None)).collect())
+    }
+
+    /// [`run_each`](Self::run_each), lending each call its link, if any.
+    fn run_linked(
+        &self,
+        invocations: Vec<(ToolInvocation, Option<Arc<NestedLink>>)>,
+    ) -> impl futures::Stream<Item = (usize, ToolOutcome)> + Send + use<'a> {
         // Groups that run one after another: a run of parallel-safe calls, or one other call.
-        let mut groups: Vec<Vec<(usize, ToolInvocation)>> = Vec::new();
+        let mut groups: Vec<Vec<LinkedCall>> = Vec::new();
         let mut open_parallel = false;
-        for (i, invocation) in invocations.into_iter().enumerate() {
+        for (i, (invocation, link)) in invocations.into_iter().enumerate() {
             let parallel = self
                 .tools
                 .meta(&invocation.name)
                 .is_some_and(|m| m.parallel_safe);
             match groups.last_mut() {
-                Some(group) if parallel && open_parallel => group.push((i, invocation)),
-                _ => groups.push(vec![(i, invocation)]),
+                Some(group) if parallel && open_parallel => group.push((i, invocation, link)),
+                _ => groups.push(vec![(i, invocation, link)]),
             }
             open_parallel = parallel;
         }
@@ -558,12 +722,18 @@ impl<'a> ToolRunner<'a> {
         let width = self.limits.max_parallel_tools.max(1);
         futures::stream::iter(groups).flat_map(move |group| {
             futures::stream::iter(group)
-                .map(move |(i, invocation)| async move { (i, runner.run_one(invocation).await) })
+                .map(move |(i, invocation, link)| async move {
+                    (i, runner.run_one(invocation, link).await)
+                })
                 .buffer_unordered(width)
         })
     }
 
-    async fn run_one(self, invocation: ToolInvocation) -> ToolOutcome {
+    async fn run_one(
+        self,
+        invocation: ToolInvocation,
+        link: Option<Arc<NestedLink>>,
+    ) -> ToolOutcome {
         let not_run = |invocation: ToolInvocation, kind, why: String| ToolOutcome {
             call_id: invocation.call_id,
             result: Err(ToolError::new(kind, why)),
@@ -603,6 +773,7 @@ impl<'a> ToolRunner<'a> {
             turn: self.turn,
             cancel: self.cancel.child_token(),
             budget: self.budget.cloned(),
+            nested: link.map(|l| l as Arc<dyn std::any::Any + Send + Sync>),
         };
         let started = Instant::now();
         let result = self

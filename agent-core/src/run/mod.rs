@@ -12,6 +12,8 @@
 mod approval;
 mod control;
 mod driver;
+mod handoff;
+mod nested;
 mod outcome;
 mod repeat;
 mod state;
@@ -26,11 +28,14 @@ use tokio_util::sync::CancellationToken;
 use crate::model::{ResponseFormat, ToolChoice};
 
 pub use crate::budget::{
-    Budget, BudgetKind, BudgetTracker, Exceeded, OnBudgetExceeded, Price, Prices, Spent,
+    Budget, BudgetKind, BudgetTracker, Exceeded, OnBudgetExceeded, Price, Prices, Refusal,
+    Reservation, Spent,
 };
 pub use approval::{Approval, Interruption, PendingApproval};
 pub use control::{EventSink, HookAction, RunEvent, RunHooks, ToolHookAction};
 pub use driver::{RunControls, ToolRunner, drive, drive_with};
+pub use handoff::{Member, Roster};
+pub use nested::{AgentUsage, EventRelay, NestedLink, NestedResume, SubAgentRun};
 pub use outcome::{AgentError, PartialRun, RunResult, StopReason};
 pub(crate) use state::cap_tool_result;
 pub use state::{
@@ -91,6 +96,16 @@ pub struct RunLimits {
     /// [`AgentError::TooManyToolCalls`].
     #[serde(default = "default_calls_per_turn")]
     pub max_tool_calls_per_turn: u32,
+    /// The most handoffs (transfers to another agent) one run may make (default 10). A turn
+    /// that asks for one more ends the run with
+    /// [`AgentError::HandoffLimit`], so two agents cannot hand a conversation back and forth
+    /// forever.
+    #[serde(default = "default_handoffs")]
+    pub max_handoffs: u32,
+}
+
+fn default_handoffs() -> u32 {
+    10
 }
 
 fn default_identical_calls() -> u32 {
@@ -116,6 +131,7 @@ impl Default for RunLimits {
             max_identical_calls: default_identical_calls(),
             max_tool_result_bytes: default_result_bytes(),
             max_tool_calls_per_turn: default_calls_per_turn(),
+            max_handoffs: default_handoffs(),
         }
     }
 }
@@ -185,6 +201,8 @@ pub struct RunContext {
     /// [`Lease::new_owner`](crate::durable::Lease::new_owner)). A worker that claimed the run
     /// from a queue passes the owner it claimed it as, so the run goes on under that claim.
     pub owner: Option<String>,
+    /// Where a nested run's events go (set by an agent used as a tool).
+    pub(crate) relay: Option<EventRelay>,
 }
 
 impl RunContext {
@@ -221,6 +239,14 @@ impl RunContext {
     #[must_use]
     pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
+        self
+    }
+
+    /// Relays this run's events to a run it is nested in (what
+    /// [`AgentTool`](crate::AgentTool) does with [`NestedLink::relay_for`]).
+    #[must_use]
+    pub fn with_relay(mut self, relay: EventRelay) -> Self {
+        self.relay = Some(relay);
         self
     }
 

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::approval::Interruption;
+use super::nested::AgentUsage;
 use crate::budget::BudgetKind;
 use crate::error::{MemoryError, ModelError};
 use crate::message::{HistoryError, Message, Usage};
@@ -40,7 +41,8 @@ pub struct RunResult {
     pub text: String,
     /// Every message this run added: the input, each model turn, each tool result.
     pub new_messages: Vec<Message>,
-    /// Tokens used in total.
+    /// Tokens used in total: this run's model calls and those of the agents it used as
+    /// tools, at any depth.
     pub usage: Usage,
     /// Tokens used by each model call, in order.
     pub turn_usage: Vec<Usage>,
@@ -58,12 +60,28 @@ pub struct RunResult {
     /// ([`LlmAgent::run_as`](crate::LlmAgent::run_as)); `text` holds it as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
+    /// What the agents this run used as tools spent (their own sub-agents inside), in the
+    /// order their runs ended; `usage` includes it. See [`usage_tree`](Self::usage_tree).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sub_agents: Vec<AgentUsage>,
     /// Set when the run paused for approval: the calls waiting and the state to resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interruption: Option<Box<Interruption>>,
 }
 
 impl RunResult {
+    /// What the run spent, as a tree: this run (named `agent`) → its calls and its
+    /// sub-agents' runs → theirs. Price it with [`AgentUsage::cost_usd`] or print it with
+    /// [`AgentUsage::render`].
+    pub fn usage_tree(&self, agent: &str) -> AgentUsage {
+        AgentUsage {
+            agent: agent.to_owned(),
+            turn_usage: self.turn_usage.clone(),
+            turn_models: self.turn_models.clone(),
+            sub_agents: self.sub_agents.clone(),
+        }
+    }
+
     /// The result as the history of a run that did not end well (for errors raised after
     /// the answer came: a hook or guardrail refusing it).
     pub fn into_partial(self) -> PartialRun {
@@ -195,6 +213,16 @@ pub enum AgentError {
         /// What the run had done before that turn.
         partial: Box<PartialRun>,
     },
+    /// A model turn asked to hand the conversation off once more than
+    /// [`RunLimits::max_handoffs`](crate::RunLimits::max_handoffs) allows (agents handing it
+    /// back and forth); that turn's calls were not run.
+    #[error("the run reached its limit of {limit} handoffs (RunLimits::max_handoffs)")]
+    HandoffLimit {
+        /// The limit.
+        limit: u32,
+        /// What the run had done before, the refused turn included.
+        partial: Box<PartialRun>,
+    },
     /// The model did not give a valid typed answer within the retry budget. `attempts`
     /// holds each rejected answer's error, in order (the JSON pointer and what was
     /// expected, or a validator's message).
@@ -239,6 +267,7 @@ impl AgentError {
             | AgentError::BudgetExceeded { partial, .. }
             | AgentError::OutputRejected { partial, .. }
             | AgentError::TooManyToolCalls { partial, .. }
+            | AgentError::HandoffLimit { partial, .. }
             | AgentError::InvalidOutput { partial, .. }
             | AgentError::Cancelled { partial } => Some(partial),
             _ => None,

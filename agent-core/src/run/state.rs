@@ -17,6 +17,7 @@ use serde_json::Value;
 mod answer;
 
 use super::approval::{Approval, Interruption, PendingApproval};
+use super::nested::{AgentUsage, NestedResume, SubAgentRun};
 use super::outcome::{AgentError, PartialRun, RunResult, StopReason};
 use super::repeat::{Repeat, RepeatTracker};
 use super::{ModelSettings, OnMaxTurns, RunLimits};
@@ -74,6 +75,28 @@ pub enum Input {
         /// Send it to a human instead of answering it.
         ask_human: bool,
     },
+    /// A pending call ran an agent of its own ([`Tool::nests_runs`](crate::Tool::nests_runs)),
+    /// which reports what it spent, or that it paused for approval (then the call waits for
+    /// the decisions, which resume the nested run; its `ToolFinished` changes nothing).
+    /// Comes before the call's `ToolFinished`.
+    SubAgent {
+        /// The call's id.
+        call_id: String,
+        /// What the nested run reports.
+        run: Box<SubAgentRun>,
+    },
+    /// The handoff of the last [`Action::HandOff`] happened: `agent` is now the active
+    /// agent, with these instructions (they replace the system message), and, when the
+    /// handoff filters the history, the conversation the new agent sees from now on
+    /// (without the system message).
+    HandedOff {
+        /// The agent now active.
+        agent: String,
+        /// Its instructions.
+        instructions: Option<String>,
+        /// The conversation after the handoff's input filter, if it has one.
+        conversation: Option<Vec<Message>>,
+    },
 }
 
 /// An objection to a model's answer, found before the machine saw it.
@@ -100,8 +123,9 @@ pub struct BudgetOverrun {
 pub enum Action {
     /// Check the budget for this request, then call the model with it.
     CallModel(ChatRequest),
-    /// The wrap-up call: tools disabled, for the best answer so far. Not checked against the
-    /// budget (it may go over by this one call).
+    /// The wrap-up call: tools disabled, for the best answer so far. Checked against the
+    /// budget like any call, unless a budget that ran out asked for it (then it may go over
+    /// by this one call).
     WrapUp(ChatRequest),
     /// Check the budget for `run.len()` tool calls, then run them (already checked against
     /// their schemas) and report each outcome as it finishes with [`Input::ToolFinished`].
@@ -129,6 +153,13 @@ pub enum Action {
     Finished(RunResult),
     /// The run failed.
     Failed(AgentError),
+    /// A model call transferred the conversation to the agent `to`: switch to its model and
+    /// tools, and report with [`Input::HandedOff`] (a state saved here hands off again when
+    /// resumed).
+    HandOff {
+        /// The agent to hand off to.
+        to: String,
+    },
 }
 
 /// One checked tool call for the driver to run.
@@ -170,6 +201,12 @@ enum Slot {
         call: ToolCall,
         args: Option<Value>,
         problem: Option<String>,
+    },
+    /// Ran an agent that paused for approval: waits for decisions on the nested run's
+    /// calls (known to the human as `<this call's id>/<the nested call's id>`).
+    AwaitingNested {
+        invocation: ToolInvocation,
+        interruption: Box<Interruption>,
     },
 }
 
@@ -252,6 +289,7 @@ impl Slot {
             Slot::Answered { result } => &result.call_id,
             Slot::Pending { invocation } => &invocation.call_id,
             Slot::AwaitingApproval { call, .. } => &call.id,
+            Slot::AwaitingNested { invocation, .. } => &invocation.call_id,
         }
     }
 
@@ -326,6 +364,25 @@ pub struct RunState {
     /// The typed answer the run asks for, and its attempts (see `answer.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     output: Option<answer::AnswerState>,
+    /// What the agents this run used as tools spent, in the order their runs ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sub_agents: Vec<AgentUsage>,
+    /// Calls of this turn that resume a nested run paused for approval, by call id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    nested: BTreeMap<String, NestedResume>,
+    /// The agent the conversation was handed to last (`None`: the one that started it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
+    /// Handoffs so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    handoffs: u32,
+    /// A handoff decided in the last turn, not done yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    handing_off: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A [`RunState`] as saved, of any format version this build can read; the same fields
@@ -349,6 +406,16 @@ struct SavedState {
     phase: Phase,
     #[serde(default)]
     output: Option<answer::AnswerState>,
+    #[serde(default)]
+    sub_agents: Vec<AgentUsage>,
+    #[serde(default)]
+    nested: BTreeMap<String, NestedResume>,
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    handoffs: u32,
+    #[serde(default)]
+    handing_off: Option<String>,
 }
 
 impl From<SavedState> for RunState {
@@ -368,6 +435,11 @@ impl From<SavedState> for RunState {
             last_call,
             phase,
             output,
+            sub_agents,
+            nested,
+            agent,
+            handoffs,
+            handing_off,
         } = saved;
         let mut state = RunState {
             version,
@@ -384,6 +456,11 @@ impl From<SavedState> for RunState {
             last_call,
             phase,
             output,
+            sub_agents,
+            nested,
+            agent,
+            handoffs,
+            handing_off,
         };
         state.migrate();
         state
@@ -418,6 +495,11 @@ impl RunState {
             last_call: RepeatTracker::default(),
             phase: Phase::CallModel,
             output: None,
+            sub_agents: Vec::new(),
+            nested: BTreeMap::new(),
+            agent: None,
+            handoffs: 0,
+            handing_off: None,
         }
     }
 
@@ -529,6 +611,12 @@ impl RunState {
         self.usage
     }
 
+    /// Whether the next model call is the wrap-up call of a budget that ran out (the one
+    /// call a budget does not refuse).
+    pub(crate) fn is_budget_wrap_up(&self) -> bool {
+        self.phase == (Phase::WrapUp { budget: true })
+    }
+
     /// Whether the run is over (finished, failed or cancelled).
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done
@@ -585,7 +673,106 @@ impl RunState {
             Input::OutcomeUnknown { call_id, ask_human } => {
                 self.on_outcome_unknown(tools, &call_id, ask_human)
             }
+            Input::SubAgent { call_id, run } => self.on_sub_agent(tools, &call_id, *run),
+            Input::HandedOff {
+                agent,
+                instructions,
+                conversation,
+            } => self.on_handed_off(tools, agent, instructions, conversation),
         }
+    }
+
+    /// The agent the conversation was last handed to, if any (else the one that started
+    /// the run is active).
+    pub fn active_agent(&self) -> Option<&str> {
+        self.agent.as_deref()
+    }
+
+    /// Handoffs made so far.
+    pub fn handoffs(&self) -> u32 {
+        self.handoffs
+    }
+
+    /// The new agent takes over: its instructions replace the system message, a filtered
+    /// conversation replaces the history (what the filter kept of the earlier context stays
+    /// context; the rest counts as this run's).
+    fn on_handed_off(
+        &mut self,
+        tools: &ToolSet,
+        agent: String,
+        instructions: Option<String>,
+        conversation: Option<Vec<Message>>,
+    ) -> Action {
+        if self.handing_off.take().is_none() {
+            return Action::Failed(AgentError::InvalidState(
+                "a handoff was reported while none was due".into(),
+            ));
+        }
+        let all = Arc::make_mut(&mut self.messages);
+        let had_system = matches!(all.first(), Some(Message::System { .. }));
+        let skip = usize::from(had_system);
+        let mut context_len = self.new_from.saturating_sub(skip);
+        if let Some(conversation) = conversation {
+            let kept = all[skip..]
+                .iter()
+                .zip(&conversation)
+                .take(context_len)
+                .take_while(|(a, b)| a == b)
+                .count();
+            context_len = kept;
+            all.truncate(skip);
+            all.extend(conversation);
+        }
+        if had_system {
+            all.remove(0);
+        }
+        let system = usize::from(instructions.is_some());
+        if let Some(instructions) = instructions {
+            all.insert(0, Message::system(instructions));
+        }
+        self.new_from = system + context_len;
+        self.agent = Some(agent);
+        self.handoffs += 1;
+        self.next_action(tools)
+    }
+
+    /// A nested run reported: its spending joins this run's (once, when it ended), or its
+    /// pause becomes this call's.
+    fn on_sub_agent(&mut self, tools: &ToolSet, call_id: &str, run: SubAgentRun) -> Action {
+        let Phase::RunTools { slots } = &mut self.phase else {
+            return self.next_action(tools);
+        };
+        let Some(i) = slots.find(call_id) else {
+            return Action::AwaitTools;
+        };
+        let Slot::Pending { invocation } = &slots.list[i] else {
+            return Action::AwaitTools;
+        };
+        match run.paused {
+            // Spending of a paused run is counted when it ends (its state carries it).
+            Some(interruption) => {
+                let invocation = invocation.clone();
+                slots.set(
+                    i,
+                    Slot::AwaitingNested {
+                        invocation,
+                        interruption,
+                    },
+                );
+            }
+            None => {
+                self.usage += run.usage.usage();
+                self.sub_agents.push(run.usage);
+            }
+        }
+        // The call's own outcome follows.
+        Action::AwaitTools
+    }
+
+    /// The nested runs to resume in this turn, by call id (for the driver to hand to the
+    /// calls that resume them).
+    pub(crate) fn nested_resumes(&self) -> &BTreeMap<String, NestedResume> {
+        &self.nested
     }
 
     /// A pending call was interrupted while it ran: answer it as unknown, or hand it to a
@@ -641,7 +828,9 @@ impl RunState {
     /// A budget ran out: fail, or make the next model call the wrap-up call (open calls are
     /// answered with why they were not run). The wrap-up call itself is never refused.
     fn on_over_budget(&mut self, tools: &ToolSet, overrun: BudgetOverrun) -> Action {
-        if matches!(self.phase, Phase::WrapUp { .. }) {
+        // The budget's own wrap-up call goes ahead; the turn limit's is refused like any
+        // other call (a cap binds it too).
+        if self.phase == (Phase::WrapUp { budget: true }) {
             return self.next_action(tools);
         }
         let kind = overrun.exceeded.kind;
@@ -681,6 +870,12 @@ impl RunState {
                     Slot::AwaitingApproval { call, .. } => {
                         ToolResult::error(&call, format!("Error: {why}."))
                     }
+                    Slot::AwaitingNested { invocation, .. } => ToolResult {
+                        call_id: invocation.call_id,
+                        name: invocation.name,
+                        content: format!("Error: {why}."),
+                        is_error: true,
+                    },
                 };
                 self.push(Message::Tool(result));
             }
@@ -689,6 +884,9 @@ impl RunState {
 
     /// The action for the current phase.
     fn next_action(&mut self, tools: &ToolSet) -> Action {
+        if let (Phase::CallModel, Some(to)) = (&self.phase, &self.handing_off) {
+            return Action::HandOff { to: to.clone() };
+        }
         match &mut self.phase {
             Phase::CallModel => self.model_request(tools, false),
             Phase::WrapUp { .. } => self.model_request(tools, true),
@@ -714,14 +912,26 @@ impl RunState {
         let waiting: Vec<PendingApproval> = slots
             .list
             .iter()
-            .filter_map(|s| match s {
-                Slot::AwaitingApproval { call, problem, .. } => Some(PendingApproval {
+            .flat_map(|s| match s {
+                Slot::AwaitingApproval { call, problem, .. } => vec![PendingApproval {
                     call_id: call.id.clone(),
                     name: call.name.clone(),
                     arguments: call.arguments.clone(),
                     problem: problem.clone(),
-                }),
-                _ => None,
+                }],
+                // A nested run's calls, under a path that names the call that ran it.
+                Slot::AwaitingNested {
+                    invocation,
+                    interruption,
+                } => interruption
+                    .pending
+                    .iter()
+                    .map(|p| PendingApproval {
+                        call_id: format!("{}/{}", invocation.call_id, p.call_id),
+                        ..p.clone()
+                    })
+                    .collect(),
+                _ => Vec::new(),
             })
             .collect();
         if !waiting.is_empty() {
@@ -837,6 +1047,35 @@ impl RunState {
         }
 
         ensure_unique_ids(&mut message.tool_calls, self.turns);
+        // Transfers: the first valid one of the turn wins; past the limit, the run ends.
+        let transfers = message
+            .tool_calls
+            .iter()
+            .filter(|c| tools.get(&c.name).and_then(|t| t.hands_off_to()).is_some())
+            .count();
+        if transfers > 0 && self.handoffs >= self.limits.max_handoffs {
+            let limit = self.limits.max_handoffs;
+            let why = format!(
+                "the run reached its limit of {limit} handoffs (RunLimits::max_handoffs), so \
+                 this call was not run"
+            );
+            let slots = message
+                .tool_calls
+                .iter()
+                .map(|call| Slot::Answered {
+                    result: ToolResult::error(call, format!("Error: {why}.")),
+                })
+                .collect();
+            self.push(Message::Assistant(message));
+            self.phase = Phase::RunTools {
+                slots: Slots::new(slots),
+            };
+            self.close_open(&why);
+            return Action::Failed(AgentError::HandoffLimit {
+                limit,
+                partial: Box::new(self.take_partial()),
+            });
+        }
         let mut refused = Vec::new();
         let slots: Vec<Slot> = message
             .tool_calls
@@ -844,6 +1083,24 @@ impl RunState {
             .map(|call| {
                 // A typed answer given beside other calls is answered by the machine.
                 if let Some(result) = self.pending_answer_result(call) {
+                    return Slot::Answered { result };
+                }
+                if let Some(to) = tools.get(&call.name).and_then(|t| t.hands_off_to()) {
+                    let result = match (&self.handing_off, tools.check_call(call)) {
+                        (_, Err(error)) => error_result(call, &error),
+                        (Some(first), Ok(_)) => ToolResult::error(
+                            call,
+                            format!(
+                                "Error: not transferred: this turn already transferred the \
+                                 conversation to `{first}`, and only the first transfer of a \
+                                 turn applies."
+                            ),
+                        ),
+                        (None, Ok(_)) => {
+                            self.handing_off = Some(to.to_owned());
+                            ToolResult::ok(call, format!("Transferred to `{to}`."))
+                        }
+                    };
                     return Slot::Answered { result };
                 }
                 let checked = tools.check_call(call);
@@ -918,6 +1175,7 @@ impl RunState {
                 "tool results arrived while no tool call was pending".into(),
             ));
         };
+        self.nested.clear();
         let mut over_limit: Option<(String, u32, String)> = None;
         let mut stuck: Option<(String, u32)> = None;
         let mut results = Vec::with_capacity(slots.list.len());
@@ -934,6 +1192,14 @@ impl RunState {
                     &call,
                     "Error: this call was never approved, so it was not run.",
                 ),
+                Slot::AwaitingNested { invocation, .. } => ToolResult {
+                    call_id: invocation.call_id,
+                    name: invocation.name,
+                    content: "Error: calls of this agent were never approved, so it did not \
+                              finish."
+                        .into(),
+                    is_error: true,
+                },
                 Slot::Pending { invocation } => {
                     let call = ToolCall::raw(invocation.call_id, invocation.name, String::new());
                     error_result(
@@ -1021,8 +1287,20 @@ impl RunState {
                 "approvals arrived while no call was waiting for one".into(),
             ));
         };
+        let mut nested: BTreeMap<usize, Vec<(String, Approval)>> = BTreeMap::new();
         for (call_id, decision) in decisions {
             let Some(i) = slots.find(&call_id) else {
+                // `<call id>/<nested call id>`: a decision for a nested run's call.
+                let owner = slots.list.iter().position(|s| {
+                    matches!(s, Slot::AwaitingNested { .. })
+                        && call_id
+                            .strip_prefix(s.call_id())
+                            .is_some_and(|rest| rest.starts_with('/'))
+                });
+                if let Some(i) = owner {
+                    let inner = call_id[slots.list[i].call_id().len() + 1..].to_owned();
+                    nested.entry(i).or_default().push((inner, decision));
+                }
                 continue;
             };
             let Slot::AwaitingApproval {
@@ -1071,6 +1349,22 @@ impl RunState {
             };
             slots.set(i, next);
         }
+        // A nested run with decisions runs again: the call resumes it with them.
+        for (i, decisions) in nested {
+            if let Slot::AwaitingNested {
+                invocation,
+                interruption,
+            } = &slots.list[i]
+            {
+                let resume = NestedResume {
+                    state: interruption.state.clone(),
+                    decisions,
+                };
+                let invocation = invocation.clone();
+                self.nested.insert(invocation.call_id.clone(), resume);
+                slots.set(i, Slot::Pending { invocation });
+            }
+        }
         self.next_action(tools)
     }
 
@@ -1086,6 +1380,7 @@ impl RunState {
         self.messages = Arc::new(all);
         self.turn_usage = result.turn_usage;
         self.turn_models = result.turn_models;
+        self.sub_agents = result.sub_agents;
         self.phase = Phase::CallModel;
     }
 
@@ -1102,6 +1397,7 @@ impl RunState {
             turns: self.turns,
             stop_reason: StopReason::AwaitingApproval,
             output: None,
+            sub_agents: self.sub_agents.clone(),
             interruption: Some(Box::new(Interruption {
                 pending,
                 state: self.clone(),
@@ -1129,6 +1425,7 @@ impl RunState {
             turns: self.turns,
             stop_reason,
             output: None,
+            sub_agents: std::mem::take(&mut self.sub_agents),
             interruption: None,
         }
     }

@@ -5,8 +5,6 @@
 //! free of attribute names. Nothing here may put a key in a span, and nothing puts content
 //! (messages, tool arguments, tool results) in one unless [`super::captures_content`].
 
-use std::sync::OnceLock;
-
 use serde_json::{Value, json};
 use tracing::{Span, field};
 
@@ -82,8 +80,9 @@ pub(crate) fn record_agent_end(
         Ok(result) => {
             record_usage(span, &result.usage);
             span.record("agentic.turns", result.turns);
-            let prices = prices.unwrap_or_else(|| default_prices());
-            let cost: f64 = result
+            let prices = prices.unwrap_or_else(|| crate::budget::default_prices());
+            // Unknown (not recorded) when a call's model has no price.
+            let cost: Option<f64> = result
                 .turn_usage
                 .iter()
                 .zip(&result.turn_models)
@@ -198,7 +197,7 @@ pub(crate) fn record_chat_response(
         json!([finish_reason(&response.finish_reason)]).to_string(),
     );
     record_usage(span, &response.usage);
-    let prices = prices.unwrap_or_else(|| default_prices());
+    let prices = prices.unwrap_or_else(|| crate::budget::default_prices());
     span.record(
         "agentic.usage.cost_usd",
         prices.cost(answered_by, &response.usage),
@@ -308,12 +307,6 @@ fn record_usage(span: &Span, usage: &Usage) {
             usage.reasoning_tokens,
         );
     }
-}
-
-/// The price table used when a run has no budget of its own.
-fn default_prices() -> &'static Prices {
-    static DEFAULT: OnceLock<Prices> = OnceLock::new();
-    DEFAULT.get_or_init(Prices::default)
 }
 
 /// A finish reason in the convention's words (`stop`, `length`, `content_filter`,
