@@ -769,7 +769,7 @@ fn raise_fd_limit() {
 /// CI's regression gate, two measures of ours against the floor:
 ///
 /// - CPU per run: short alternating rounds, sequential and 64 at a time; fails when the
-///   median ratio passes `--max-ratio` (2.0: a doubling), so a noisy shared machine never
+///   median ratio passes `--max-ratio` (2.5; today 1.6-1.8x, see BENCHMARKS.md), so a noisy machine never
 ///   fails it;
 /// - instructions per run, sequential, counted by valgrind's callgrind (the same count on
 ///   every run of the same binary, whatever else the machine does): fails past
@@ -777,7 +777,7 @@ fn raise_fd_limit() {
 ///   3,000 runs and one doing 1,000, so start-up cancels out. Without valgrind this part
 ///   prints how to get it and is skipped, unless `AGENT_VALGRIND_REQUIRED=1`.
 fn check(args: &[String]) -> Result<(), String> {
-    let mut max_ratio = 2.0;
+    let mut max_ratio = 2.5;
     let mut max_instructions_ratio = 1.6;
     let mut rounds = 7;
     let mut runs = "2000".to_owned();
